@@ -1,0 +1,251 @@
+"""Run diskimage-builder for a build plan: private PATH shims, progress, logs, cleanup.
+
+Everything happens inside amp-image's own process environment and work
+directory: the shims that let DIB run without device-mapper live in
+``<work-dir>/bin`` and are put first on PATH for DIB's process only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from amp_image.errors import BuildError
+from amp_image.plan import BuildPlan
+
+SHIMS_ALWAYS = ("sudo",)
+SHIMS_WITHOUT_DM = ("kpartx", "dmsetup", "fstrim")
+# Host pip settings (find-links to private wheel folders, extra indexes,
+# constraints) must not steer pip inside the image's chroot.
+LEAKY_ENV_PREFIXES = ("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PYENV")
+
+_RUN_PARTS = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
+_HOOKS = re.compile(r"Running hooks from \S*/([a-z-]+\.d)\s*$")
+
+
+@dataclass
+class BuildResult:
+    image: Path
+    manifests: Path | None
+    seconds: float
+    log_file: Path
+
+
+def elements_dir() -> Path:
+    """The project's elements: beside the package in a checkout."""
+    return Path(__file__).resolve().parent.parent / "elements"
+
+
+def install_shims(bin_dir: Path, device_mapper: bool) -> list[str]:
+    names = list(SHIMS_ALWAYS) if os.geteuid() == 0 else []
+    if not device_mapper:
+        names += SHIMS_WITHOUT_DM
+    if bin_dir.exists():
+        shutil.rmtree(bin_dir)
+    bin_dir.mkdir(parents=True)
+    shim_src = resources.files("amp_image") / "hostbin"
+    for name in names:
+        target = bin_dir / name
+        target.write_bytes((shim_src / name).read_bytes())
+        target.chmod(0o755)
+    return names
+
+
+def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith(LEAKY_ENV_PREFIXES)}
+    # TMPDIR would leak into the chroot, where that path does not exist.
+    env.pop("TMPDIR", None)
+    tool_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(
+        [str(bin_dir), tool_bin, base.get("PATH", ""), "/usr/sbin", "/sbin"]
+    )
+    env.update(plan.env)
+    return env
+
+
+def dib_command(plan: BuildPlan) -> list[str]:
+    exe = Path(sys.executable).parent / "disk-image-create"
+    return [str(exe), *plan.dib_args, *plan.elements]
+
+
+class Progress:
+    """Turns DIB's log stream into short 'phase/script' lines with elapsed time."""
+
+    def __init__(self, emit: Callable[[str], None], start: float) -> None:
+        self.emit = emit
+        self.start = start
+        self.current = ""
+
+    def feed(self, line: str) -> None:
+        match = _RUN_PARTS.search(line)
+        if match:
+            step = f"{match.group(1)}/{match.group(2)}"
+        else:
+            match = _HOOKS.search(line)
+            if not match:
+                return
+            step = match.group(1)
+        if step != self.current:
+            self.current = step
+            elapsed = int(time.monotonic() - self.start)
+            self.emit(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {step}")
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root.resolve()) + "/"
+    mounts = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            mount_point = line.split()[4].replace("\\040", " ")
+            if mount_point.startswith(prefix):
+                mounts.append(mount_point)
+    return sorted(mounts, key=len, reverse=True)
+
+
+def _loops_backed_by(paths: Iterable[str]) -> list[str]:
+    wanted = tuple(paths)
+    loops = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            source = backing.read_text().strip()
+        except OSError:
+            continue
+        if source.startswith(wanted):
+            loops.append("/dev/" + backing.parent.parent.name)
+    return loops
+
+
+def release_leftovers(work_dir: Path) -> list[str]:
+    """Unmount and detach whatever a failed build left under work_dir."""
+    released = []
+    for mount_point in _mounts_under(work_dir):
+        if subprocess.run(["umount", "-l", mount_point], capture_output=True).returncode == 0:
+            released.append(f"umount {mount_point}")
+    root = str(work_dir.resolve()) + "/"
+    disk_loops = _loops_backed_by([root])
+    # Partition loops (the kpartx shim) are backed by the disk loop device.
+    part_loops = _loops_backed_by(disk_loops) if disk_loops else []
+    for loop in part_loops + disk_loops:
+        for link in Path("/dev/mapper").glob(Path(loop).name + "p*"):
+            link.unlink(missing_ok=True)
+        if subprocess.run(["losetup", "-d", loop], capture_output=True).returncode == 0:
+            released.append(f"losetup -d {loop}")
+    return released
+
+
+def _publish(src: Path, dest: Path) -> None:
+    """Move the finished image into place atomically: never a half-written output."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        os.replace(src, dest)
+        return
+    except OSError:
+        pass
+    try:
+        shutil.copyfile(src, partial)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    src.unlink()
+
+
+def _move_manifests(src: Path, dest: Path) -> Path | None:
+    if not src.is_dir():
+        return None
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.move(str(src), dest)
+    return dest
+
+
+def run_build(
+    plan: BuildPlan,
+    *,
+    device_mapper: bool,
+    log_file: Path,
+    verbose: bool = False,
+    emit: Callable[[str], None] = print,
+    base_env: Mapping[str, str] | None = None,
+) -> BuildResult:
+    opts = plan.options
+    work_dir = opts.work_dir
+    out_dir = work_dir / "out"
+    for d in (work_dir / "tmp", opts.cache_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    bin_dir = work_dir / "bin"
+    shims = install_shims(bin_dir, device_mapper)
+    if shims:
+        emit(f"host shims: {', '.join(shims)}"
+             + ("" if device_mapper else " (no device-mapper: partitions via offset loops)"))
+    env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    progress = Progress(emit, start)
+    cmd = dib_command(plan)
+    proc = None
+    try:
+        with open(log_file, "w") as log:
+            log.write("+ " + " ".join(cmd) + "\n")
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    text=True, errors="replace", cwd=work_dir)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if verbose:
+                    emit(line.rstrip("\n"))
+                else:
+                    progress.feed(line)
+            rc = proc.wait()
+    except BaseException:
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        _cleanup_failed(work_dir, out_dir, emit)
+        raise
+    if rc != 0:
+        _cleanup_failed(work_dir, out_dir, emit)
+        raise BuildError(f"disk-image-create failed (exit {rc}); see {log_file}"
+                         f"{_last_error(log_file)}")
+    built = out_dir / f"{plan.image_name}.{plan.image_format}"
+    if not built.is_file():
+        raise BuildError(f"disk-image-create succeeded but wrote no {built.name}; see {log_file}")
+    _publish(built, opts.output)
+    manifests = _move_manifests(out_dir / f"{plan.image_name}.d",
+                                opts.output.with_name(f"{plan.image_name}.d"))
+    return BuildResult(opts.output, manifests, time.monotonic() - start, log_file)
+
+
+def _cleanup_failed(work_dir: Path, out_dir: Path, emit: Callable[[str], None]) -> None:
+    for action in release_leftovers(work_dir):
+        emit(f"cleanup: {action}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _last_error(log_file: Path) -> str:
+    """The most telling line of a failed build, for the one-line error."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        text = line.split(" | ", 1)[-1].strip()
+        if re.search(r"\b(error|missing|failed|E:)", text, re.IGNORECASE) and len(text) < 300:
+            return f": {text}"
+    return ""

@@ -1,0 +1,49 @@
+"""What a built image records about itself (DIB manifests beside the image)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ImageRecord:
+    agent: dict[str, str] = field(default_factory=dict)
+    kernels: list[str] = field(default_factory=list)
+    vf_drivers: list[str] = field(default_factory=list)
+    firewall: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+def _key_values(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _dpkg_manifest(manifests: Path) -> dict[str, str]:
+    for path in sorted(manifests.glob("dib-manifest-dpkg-*")):
+        entries = json.loads(path.read_text())["packages"]
+        return {e["package"].split(":")[0]: e["version"] for e in entries
+                if e.get("status", "").startswith("ii")}
+    return {}
+
+
+def read_record(manifests_dir: Path | None) -> ImageRecord:
+    if manifests_dir is None:
+        return ImageRecord()
+    base = manifests_dir / "dib-manifests"
+    ours = base / "amp-image"
+    record = ImageRecord(
+        agent=_key_values(ours / "amphora-agent"),
+        firewall=_key_values(ours / "firewall").get("AMP_FIREWALL", ""),
+    )
+    if (ours / "kernels").is_file():
+        record.kernels = (ours / "kernels").read_text().split()
+    if (ours / "vf-drivers").is_file():
+        record.vf_drivers = [line.split()[0] for line in
+                             (ours / "vf-drivers").read_text().splitlines() if line.strip()]
+    record.packages = _dpkg_manifest(base)
+    return record
