@@ -188,6 +188,9 @@ def build(ca_bundle, log_file, dry_run, verbose, **kw) -> None:
         opts = build_options(**kw)
         context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
         plan = make_plan(opts, context, dib.elements_dir())
+        if opts.root_password:
+            click.echo("amp-image: warning: --root-password makes a debug image; never use it "
+                       "for production amphorae", err=True)
         if dry_run:
             print_plan(plan)
             return
@@ -207,6 +210,36 @@ def build(ca_bundle, log_file, dry_run, verbose, **kw) -> None:
     except KeyboardInterrupt:
         fail("interrupted; build cleaned up", 130)
     print_summary(plan, result)
+
+
+@main.command("test")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto",
+              show_default=True, help="auto probes KVM by booting and falls back to TCG.")
+@click.option("--boot", type=click.Choice(["auto", "bootloader", "direct"]), default="auto",
+              show_default=True, help="auto boots through the image's bootloader and falls "
+                                      "back to direct kernel boot only if that stalls.")
+@click.option("--workdir", help="Keep the VM's files (serial log, PKI, config drive) here.")
+@click.option("--report", help="Write the boot report as JSON to this file.")
+@click.option("-k", "keyword", help="Only run checks matching this pytest expression.")
+def test_image(image, accel, boot, workdir, report, keyword) -> None:
+    """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
+    import pytest
+
+    from amp_image.checks import plugin as checks_plugin
+
+    host.check_root()
+    checks = Path(checks_plugin.__file__).with_name("test_amphora.py")
+    args = [str(checks), "-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
+            "--amp-image", str(Path(image).resolve()), "--amp-accel", accel,
+            "--amp-boot", boot, "-v", "-ra", "--rootdir", str(checks.parent)]
+    if workdir:
+        args += ["--amp-workdir", str(Path(workdir).resolve())]
+    if report:
+        args += ["--amp-report", str(Path(report).resolve())]
+    if keyword:
+        args += ["-k", keyword]
+    sys.exit(pytest.main(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

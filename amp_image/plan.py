@@ -40,7 +40,8 @@ class BaseOS:
 
 BASE_OSES = {
     "debian": BaseOS("debian", "debian-minimal", "trixie", ("trixie", "bookworm"), True),
-    "ubuntu-minimal": BaseOS("ubuntu-minimal", "ubuntu-minimal", "noble", ("noble", "jammy"), False),
+    "ubuntu-minimal": BaseOS("ubuntu-minimal", "ubuntu-minimal", "noble",
+                             ("noble", "jammy"), False),
     "centos-minimal": BaseOS("centos-minimal", "centos-minimal", "9-stream",
                              ("9-stream", "10-stream"), False),
     "rocky": BaseOS("rocky", "rocky-container", "9", ("9",), False),

@@ -1,0 +1,176 @@
+"""Boot an amphora image the way Nova and the Octavia controller would, and reach it.
+
+One context manager, :func:`booted_amphora`, owns the whole life of the test
+VM: PKI and config drive, accelerator choice, boot, readiness on the SSH
+banner and on the agent's mutual-TLS API, and the kill at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amp_image import configdrive, imagefs
+from amp_image.agentapi import AgentClient
+from amp_image.pki import TestPKI, ssh_keypair
+from amp_image.vm import Machine, MachineSpec, Nic, choose_accel
+
+CONTROLLER = "10.0.2.2:5555"  # QEMU user networking's host address; nothing listens
+BOOTLOADER_GRACE_S = 180
+
+
+@dataclass
+class BootReport:
+    image: Path
+    amphora_id: str
+    accel: str = ""
+    accel_reason: str = ""
+    boot_path: str = ""
+    ssh_banner_s: float = 0.0
+    agent_ready_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"image             {self.image}",
+            f"amphora id        {self.amphora_id}",
+            f"accelerator       {self.accel} ({self.accel_reason})",
+            f"boot path         {self.boot_path}",
+            f"QEMU -> SSH       {self.ssh_banner_s:.1f} s",
+            f"QEMU -> agent     {self.agent_ready_s:.1f} s (GET /1.0/info, mutual TLS)",
+            *(f"note              {n}" for n in self.notes),
+        ]
+
+
+@dataclass
+class BootedAmphora:
+    machine: Machine
+    report: BootReport
+    pki: TestPKI
+    client_files: dict[str, Path]
+    ssh_config: Path
+    workdir: Path
+
+    @property
+    def amphora_id(self) -> str:
+        return self.report.amphora_id
+
+    def agent(self, client: str | None = "client", expect_id: str = "") -> AgentClient:
+        """An API client; client=None presents no certificate.
+
+        expect_id is the name the server certificate must carry (default: this
+        amphora's id, as the controller checks).
+        """
+        pem = self.client_files[client] if client else None
+        return AgentClient(self.machine.ports[9443], expect_id or self.amphora_id,
+                           self.client_files["ca"], pem)
+
+    def testinfra_host(self):
+        import testinfra
+
+        return testinfra.get_host("paramiko://amphora", ssh_config=str(self.ssh_config))
+
+
+def _write_ssh_config(workdir: Path, port: int, identity: Path) -> Path:
+    path = workdir / "ssh_config"
+    path.write_text(
+        "Host amphora\n"
+        "  HostName 127.0.0.1\n"
+        f"  Port {port}\n"
+        "  User root\n"
+        f"  IdentityFile {identity}\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+    )
+    return path
+
+
+def _config_drive(workdir: Path, amphora_id: str, pki: TestPKI, public_key: str,
+                  mgmt_mac: str) -> Path:
+    files = {
+        configdrive.AGENT_CONF: configdrive.agent_conf(amphora_id, CONTROLLER).encode(),
+        configdrive.SERVER_PEM: pki.server_pem(),
+        configdrive.CLIENT_CA: pki.ca.cert_pem,
+        configdrive.RSYSLOG_CONF: configdrive.RSYSLOG.encode(),
+    }
+    drive = configdrive.ConfigDrive(amphora_id, files, public_key, mgmt_mac)
+    return drive.write(workdir / "config-drive.iso")
+
+
+def _boot(spec: MachineSpec, grace: float) -> Machine | None:
+    """Start a VM; return it once its kernel runs, or None (VM killed) if it never does."""
+    machine = Machine(spec)
+    machine.start()
+    try:
+        machine.wait_for(machine.kernel_running, grace, "kernel start")
+        return machine
+    except TimeoutError:
+        machine.stop()
+        return None
+    except BaseException:
+        machine.stop()
+        raise
+
+
+@contextmanager
+def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "auto",
+                   boot: str = "auto", extra_nics: list[Nic] | None = None,
+                   machine_type: str = "q35", timeout: float = 900,
+                   keep_workdir: bool = False) -> Iterator[BootedAmphora]:
+    image = image.resolve()
+    own_tmp = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm.")) if own_tmp else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    amphora_id = str(uuid.uuid4())
+    report = BootReport(image, amphora_id)
+    pki = TestPKI.create(amphora_id)
+    client_files = pki.write_client_files(workdir / "pki")
+    identity, public_key = ssh_keypair(workdir)
+    mgmt_mac = "52:54:00:12:34:56"
+    drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)
+
+    def spec(accel_name: str, direct=None) -> MachineSpec:
+        return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
+                           accel=accel_name, machine=machine_type, direct_boot=direct,
+                           mgmt_mac=mgmt_mac, extra_nics=list(extra_nics or []))
+
+    def probe(accel_name: str) -> bool:
+        probe_vm = _boot(spec(accel_name), 90)
+        if probe_vm:
+            probe_vm.stop()
+        return probe_vm is not None
+
+    machine = None
+    try:
+        report.accel, report.accel_reason = choose_accel(probe, accel)
+        if boot in ("auto", "bootloader"):
+            machine = _boot(spec(report.accel), BOOTLOADER_GRACE_S)
+            report.boot_path = "image bootloader (GRUB), as Nova boots it"
+            if machine is None and boot == "bootloader":
+                raise TimeoutError("the image's bootloader did not start the kernel "
+                                   f"within {BOOTLOADER_GRACE_S} s")
+        if machine is None:
+            with imagefs.mounted_image(image, workdir) as root:
+                direct = imagefs.copy_boot_files(root, workdir / "boot")
+            if boot == "auto":
+                report.notes.append("bootloader did not start the kernel; fell back to "
+                                    "direct kernel boot with the image's kernel and initramfs")
+            report.boot_path = "direct kernel boot (image's kernel, initramfs, GRUB cmdline)"
+            machine = Machine(spec(report.accel, direct))
+            machine.start()
+        ssh_config = _write_ssh_config(workdir, machine.ports[22], identity)
+        booted = BootedAmphora(machine, report, pki, client_files, ssh_config, workdir)
+        report.ssh_banner_s = machine.wait_ssh_banner(timeout)
+        client = booted.agent()
+        report.agent_ready_s = machine.wait_for(client.info_ok, timeout, "agent API", 2.0)
+        yield booted
+    finally:
+        if machine:
+            machine.stop()
+        if own_tmp and not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,171 @@
+"""Checks against a booted amphora: over SSH (pytest-testinfra) and the agent's TLS API.
+
+The ``amphora`` and ``host`` fixtures come from ``amp_image.checks.plugin``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "nftables", "cryptsetup-bin",
+                     "cloud-init")
+COMPILERS = ("gcc", "cc", "g++", "c++", "make")
+HAPROXY_SYSCTLS = {
+    "net.ipv4.ip_nonlocal_bind": "1",
+    "net.core.somaxconn": "65534",
+    "net.ipv4.tcp_tw_reuse": "1",
+    "net.ipv4.ip_local_port_range": "1025\t65534",
+}
+
+
+def _vf_drivers(host) -> list[str]:
+    text = host.file("/etc/amp-image/vf-drivers").content_string
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+# --- packages -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("package", REQUIRED_PACKAGES)
+def test_package_installed(host, package):
+    assert host.package(package).is_installed
+
+
+@pytest.mark.parametrize("compiler", COMPILERS)
+def test_no_compiler(host, compiler):
+    assert not host.exists(compiler)
+
+
+# --- services -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs"])
+def test_service_active_and_enabled(host, unit):
+    service = host.service(unit)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_cloud_init_finished_without_errors(host):
+    result = host.run("cloud-init status --format json")
+    status = json.loads(result.stdout)
+    assert status["status"] == "done", status
+    assert not status.get("errors"), status["errors"]
+
+
+def test_config_drive_files_written(host, amphora):
+    conf = host.file("/etc/octavia/amphora-agent.conf")
+    assert conf.exists
+    assert f"amphora_id = {amphora.amphora_id}" in conf.content_string
+    assert host.file("/etc/octavia/certs/server.pem").exists
+    assert host.file("/etc/octavia/certs/client_ca.pem").exists
+
+
+def test_base_cert_dir_on_encrypted_ramdisk(host):
+    mount = host.mount_point("/var/lib/octavia/certs")
+    assert mount.exists
+    assert mount.device == "/dev/mapper/certfs-ramfs"
+    status = host.run("cryptsetup status certfs-ramfs")
+    assert status.rc == 0, status.stderr
+    assert "LUKS" in status.stdout and "/dev/ram0" in status.stdout
+
+
+def test_rsyslog_octavia_socket(host):
+    assert host.service("rsyslog").is_running
+    assert host.socket("unix:///run/rsyslog/octavia/log").is_listening
+
+
+def test_hostname_from_metadata(host, amphora):
+    assert host.check_output("hostname") == f"amphora-{amphora.amphora_id}"
+
+
+# --- SR-IOV readiness -----------------------------------------------------------------
+
+def test_nftables_works(host):
+    result = host.run("nft list ruleset")
+    assert result.rc == 0, result.stderr
+    assert host.file("/etc/amp-image/firewall").content_string.strip() == "AMP_FIREWALL=nftables"
+
+
+def test_vf_driver_list_recorded(host):
+    drivers = _vf_drivers(host)
+    for required in ("iavf", "ixgbevf", "igbvf", "mlx5_core", "mlx4_core", "bnxt_en",
+                     "qede", "ice", "i40e"):
+        assert required in drivers
+
+
+def test_every_vf_driver_loads(host):
+    failures = []
+    for module in _vf_drivers(host):
+        result = host.run(f"modprobe {module}")
+        if result.rc != 0:
+            failures.append(f"{module}: {result.stderr.strip()}")
+        elif not host.file(f"/sys/module/{module}").exists:
+            failures.append(f"{module}: not in /sys/module after modprobe")
+    assert not failures
+
+
+@pytest.mark.parametrize("key,value", sorted(HAPROXY_SYSCTLS.items()))
+def test_haproxy_sysctl(host, key, value):
+    assert host.check_output(f"sysctl -n {key}") == value
+
+
+# --- security -------------------------------------------------------------------------
+
+def test_no_root_password(host):
+    field = host.check_output("getent shadow root").split(":")[1]
+    assert field in ("*", "!", "!*", "!!") or field.startswith("!"), "root has a password"
+
+
+def test_sshd_key_only(host):
+    config = host.check_output("sshd -T")
+    assert "passwordauthentication no" in config
+
+
+def test_only_sshd_and_agent_listen_on_tcp(host):
+    listening = host.socket.get_listening_sockets()
+    ports = sorted({int(s.rsplit(":", 1)[1]) for s in listening if s.startswith("tcp")})
+    assert ports == [22, 9443], listening
+
+
+def test_image_records_agent_source(host):
+    text = host.file("/etc/amp-image/amphora-agent").content_string
+    assert "AMPHORA_AGENT_VERSION=" in text
+
+
+# --- the agent, from the host, over mutual TLS ----------------------------------------
+
+def test_agent_info(amphora):
+    response = amphora.agent().get("info")
+    assert response.status_code == 200
+    info = response.json()
+    assert info["api_version"] == "1.0"
+    for key in ("haproxy_version", "keepalived_version", "ipvsadm_version"):
+        assert info.get(key), f"{key} missing from {info}"
+    assert info["hostname"] == f"amphora-{amphora.amphora_id}"
+
+
+def test_agent_details(amphora):
+    response = amphora.agent().get("details")
+    assert response.status_code == 200
+    details = response.json()
+    assert details["api_version"] == "1.0"
+    assert "networks" in details or "interfaces" in details or "load" in details
+
+
+def test_agent_refuses_client_without_certificate(amphora):
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        amphora.agent(client=None).get("info")
+
+
+def test_agent_refuses_certificate_from_another_ca(amphora):
+    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+        amphora.agent(client="rogue_client").get("info")
+
+
+def test_agent_certificate_names_the_amphora(amphora):
+    # The controller checks the certificate's name against the amphora id; a
+    # client expecting another id must fail verification.
+    with pytest.raises(requests.exceptions.SSLError):
+        amphora.agent(expect_id="another-amphora").get("info")

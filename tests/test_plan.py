@@ -1,0 +1,216 @@
+"""Options -> build plan (elements and environment).  Pure: no DIB, no host."""
+
+from pathlib import Path
+
+import pytest
+
+from amp_image import constraints
+from amp_image.errors import PlanError
+from amp_image.plan import (
+    AgentSource,
+    BuildOptions,
+    HostContext,
+    image_name_for,
+    make_plan,
+    security_mirror_for,
+)
+
+ELEMENTS = Path("/elements")
+HOST = HostContext(distribution_mirror="http://mirror.example/debian",
+                   ca_bundle="/etc/ssl/ca.pem", proxies={"https_proxy": "http://proxy:3128"})
+
+
+def plan(**kw):
+    return make_plan(BuildOptions(**kw), HOST, ELEMENTS)
+
+
+def test_default_plan_is_sriov_ready_debian_trixie():
+    p = plan()
+    assert p.elements[0] == "debian-minimal"
+    for element in ("vm", "amphora-agent", "haproxy-octavia", "keepalived-octavia",
+                    "ipvsadmin", "certs-ramfs", "amphora-nftables", "sriov-vf-drivers",
+                    "rebind-sshd", "no-resolvconf", "remove-default-ints", "amphora-base"):
+        assert element in p.elements
+    assert p.env["DIB_RELEASE"] == "trixie"
+    assert p.env["DIB_OCTAVIA_AMP_USE_NFTABLES"] == "True"
+    assert p.env["DIB_PYTHON_VERSION"] == "3"
+    assert p.env["DIB_CLOUD_INIT_DATASOURCES"] == "ConfigDrive"
+    assert p.env["DIB_AMP_AGENT_SOURCE_TYPE"] == "pypi"
+    assert p.env["DIB_AMP_AGENT_VERSION"] == "19.0.0"
+    assert p.env["DIB_AMP_VF_DRIVERS"].split() == [
+        "iavf", "ixgbevf", "igbvf", "mlx5_core", "mlx4_core", "bnxt_en", "qede", "ice", "i40e"]
+    assert p.image_format == "qcow2"
+    assert p.image_name == "amphora-x64-haproxy"
+
+
+def test_nftables_stays_on_without_sriov():
+    p = plan(sriov=False)
+    assert "sriov-vf-drivers" not in p.elements
+    assert "DIB_AMP_VF_DRIVERS" not in p.env
+    assert "amphora-nftables" in p.elements
+    assert p.env["DIB_OCTAVIA_AMP_USE_NFTABLES"] == "True"
+
+
+def test_iptables_option():
+    assert plan(use_nftables=False).env["DIB_OCTAVIA_AMP_USE_NFTABLES"] == "False"
+
+
+def test_security_mirror_follows_the_distribution_mirror():
+    p = plan()
+    assert p.env["DIB_DISTRIBUTION_MIRROR"] == "http://mirror.example/debian"
+    assert p.env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://mirror.example/debian-security"
+    assert security_mirror_for("http://deb.debian.org/debian/") == \
+        "http://deb.debian.org/debian-security"
+
+
+def test_host_ca_and_proxies_pass_through():
+    p = plan()
+    assert p.env["DIB_AMP_CA_BUNDLE"] == "/etc/ssl/ca.pem"
+    assert p.env["https_proxy"] == "http://proxy:3128"
+
+
+def test_bookworm_builds_too():
+    assert plan(release="bookworm").env["DIB_RELEASE"] == "bookworm"
+
+
+def test_unknown_debian_release_is_refused():
+    with pytest.raises(PlanError, match="release 'sid'.*trixie, bookworm"):
+        plan(release="sid")
+
+
+@pytest.mark.parametrize("base,element", [("ubuntu-minimal", "ubuntu-minimal"),
+                                          ("centos-minimal", "centos-minimal"),
+                                          ("rocky", "rocky-container")])
+def test_other_base_oses_select_their_element(base, element):
+    p = plan(base_os=base)
+    assert p.elements[0] == element
+    assert "DIB_DEBIAN_SECURITY_MIRROR" not in p.env
+
+
+def test_unknown_base_os():
+    with pytest.raises(PlanError, match="unknown base OS 'gentoo'"):
+        plan(base_os="gentoo")
+
+
+@pytest.mark.parametrize("given,arch", [("x86_64", "amd64"), ("aarch64", "arm64"),
+                                        ("ppc64le", "ppc64le"), ("armhf", "armhf")])
+def test_arch_aliases(given, arch):
+    p = plan(arch=given)
+    assert p.env["ARCH"] == arch
+    assert p.dib_args[:2] == ("-a", arch)
+
+
+def test_unknown_arch():
+    with pytest.raises(PlanError, match="unknown architecture 's390x'"):
+        plan(arch="s390x")
+
+
+@pytest.mark.parametrize("output,fmt,expected", [
+    ("x.qcow2", "", ("x", "qcow2")),
+    ("x.raw", "", ("x", "raw")),
+    ("x.img", "", ("x.img", "qcow2")),
+    ("x", "vhd", ("x", "vhd")),
+    ("x.tar", "", ("x", "tar")),
+])
+def test_output_name_and_format(output, fmt, expected):
+    p = plan(output=Path("/out") / output, image_format=fmt)
+    assert (p.image_name, p.image_format) == expected
+    assert "-t" in p.dib_args and p.dib_args[p.dib_args.index("-t") + 1] == expected[1]
+
+
+def test_image_name_needs_a_name():
+    with pytest.raises(PlanError):
+        image_name_for(Path(".qcow2"), "qcow2")
+
+
+def test_too_small():
+    with pytest.raises(PlanError, match="--size 2 or more"):
+        plan(size_gb=1)
+
+
+def test_size_passed_to_dib():
+    p = plan(size_gb=5)
+    assert p.dib_args[p.dib_args.index("--image-size") + 1] == "5"
+
+
+def test_optional_elements():
+    p = plan(root_password="pw", sshd=False, cpu_pinning=True, fips=True,
+             extra_elements=("my-element",))
+    for element in ("root-passwd", "remove-sshd", "cpu-pinning", "fips", "my-element"):
+        assert element in p.elements
+    assert p.env["DIB_PASSWORD"] == "pw"
+
+
+def test_no_root_password_by_default():
+    p = plan()
+    assert "root-passwd" not in p.elements
+    assert "DIB_PASSWORD" not in p.env
+
+
+def test_replace_elements_keeps_options():
+    p = plan(replace_elements=("debian-minimal", "vm"), sshd=False)
+    assert p.elements == ("debian-minimal", "vm", "remove-sshd")
+
+
+def test_elements_path_order():
+    p = plan(elements_paths=(Path("/a"), Path("/b")))
+    assert p.env["ELEMENTS_PATH"] == "/elements:/a:/b"
+
+
+def test_invalid_element_name():
+    with pytest.raises(PlanError, match="invalid element name"):
+        plan(extra_elements=("../evil",))
+
+
+def test_invalid_vf_driver_name():
+    with pytest.raises(PlanError, match="kernel module name"):
+        plan(vf_drivers=("iavf", "rm -rf"))
+
+
+def test_agent_from_git():
+    p = plan(agent_source=AgentSource("git", "https://git.example/octavia", "stable/2026.1"))
+    assert p.env["DIB_AMP_AGENT_SOURCE_TYPE"] == "git"
+    assert p.env["DIB_AMP_AGENT_SOURCE"] == "https://git.example/octavia"
+    assert p.env["DIB_AMP_AGENT_REF"] == "stable/2026.1"
+    assert p.env["DIB_AMP_AGENT_VERSION"] == ""
+
+
+def test_agent_wheelhouse_keeps_version():
+    p = plan(agent_source=AgentSource("wheelhouse", "/wheels"))
+    assert p.env["DIB_AMP_AGENT_SOURCE_TYPE"] == "wheelhouse"
+    assert p.env["DIB_AMP_AGENT_VERSION"] == "19.0.0"
+
+
+def test_constraints_follow_agent_series():
+    assert plan().constraints_file.name == "upper-constraints-2026.2.txt"
+    assert plan(agent_version="18.1.0").constraints_file.name == "upper-constraints-2026.1.txt"
+    assert plan(agent_version="18.1.0").constraints_file.is_file()
+
+
+def test_unknown_series_needs_explicit_constraints():
+    with pytest.raises(PlanError, match="pass --constraints"):
+        plan(agent_version="12.0.0")
+    p = plan(agent_version="12.0.0", constraints_file=Path("/c.txt"))
+    assert p.env["DIB_AMP_AGENT_CONSTRAINTS"] == "/c.txt"
+
+
+def test_vendored_constraints_pin_pyroute2_not_octavia():
+    for series in constraints.SERIES_BY_OCTAVIA_MAJOR.values():
+        text = (constraints.DATA_DIR / f"upper-constraints-{series}.txt").read_text()
+        names = {line.split("===")[0].lower() for line in text.splitlines() if "===" in line}
+        assert "pyroute2" in names
+        assert "octavia" not in names
+
+
+def test_work_dir_and_cache():
+    p = plan(work_dir=Path("/w"), cache_dir=Path("/c"), use_tmpfs=False, trace=True)
+    assert p.env["TMP_DIR"] == "/w/tmp"
+    assert p.env["DIB_IMAGE_CACHE"] == "/c"
+    assert "--no-tmpfs" in p.dib_args and "-x" in p.dib_args
+    assert p.env["DIB_DEBUG_TRACE"] == "1"
+    assert p.dib_args[p.dib_args.index("-o") + 1] == "/w/out/amphora-x64-haproxy"
+
+
+def test_plan_is_pure():
+    assert plan() == plan()
+    assert plan().as_dict() == plan().as_dict()
