@@ -156,8 +156,8 @@ case $output in
     *) output=$output.$AMP_IMAGETYPE ;;
 esac
 
-opts+=(--arch "$AMP_ARCH" --base-os "$AMP_BASEOS" --cache-dir "$AMP_CACHEDIR"
-       --size "$AMP_SIZE" --format "$AMP_IMAGETYPE" -o "$output")
+opts+=(--arch "$AMP_ARCH" --base-os "$AMP_BASEOS" --cache-dir "$AMP_CACHEDIR")
+opts+=(--size "$AMP_SIZE" --format "$AMP_IMAGETYPE" -o "$output")
 [ -z "$AMP_RELEASE" ] || opts+=(--release "$AMP_RELEASE")
 [ -z "$AMP_KERNEL" ] || opts+=(--kernel-package "$AMP_KERNEL")
 [ -z "$AMP_LOGFILE" ] || opts+=(--log-file "$AMP_LOGFILE")

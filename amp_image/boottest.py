@@ -17,7 +17,7 @@ from pathlib import Path
 
 from amp_image import configdrive, imagefs
 from amp_image.agentapi import AgentClient
-from amp_image.pki import TestPKI, ssh_keypair
+from amp_image.pki import ThrowawayPKI, ssh_keypair
 from amp_image.vm import Machine, MachineSpec, Nic, choose_accel
 
 CONTROLLER = "10.0.2.2:5555"  # QEMU user networking's host address; nothing listens
@@ -51,7 +51,7 @@ class BootReport:
 class BootedAmphora:
     machine: Machine
     report: BootReport
-    pki: TestPKI
+    pki: ThrowawayPKI
     client_files: dict[str, Path]
     ssh_config: Path
     workdir: Path
@@ -90,7 +90,7 @@ def _write_ssh_config(workdir: Path, port: int, identity: Path) -> Path:
     return path
 
 
-def _config_drive(workdir: Path, amphora_id: str, pki: TestPKI, public_key: str,
+def _config_drive(workdir: Path, amphora_id: str, pki: ThrowawayPKI, public_key: str,
                   mgmt_mac: str) -> Path:
     files = {
         configdrive.AGENT_CONF: configdrive.agent_conf(amphora_id, CONTROLLER).encode(),
@@ -128,7 +128,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     workdir.mkdir(parents=True, exist_ok=True)
     amphora_id = str(uuid.uuid4())
     report = BootReport(image, amphora_id)
-    pki = TestPKI.create(amphora_id)
+    pki = ThrowawayPKI.create(amphora_id)
     client_files = pki.write_client_files(workdir / "pki")
     identity, public_key = ssh_keypair(workdir)
     mgmt_mac = "52:54:00:12:34:56"

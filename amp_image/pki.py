@@ -80,7 +80,7 @@ def _issue(subject: str, issuer: Issued | None, *, ca: bool, usage=None,
 
 
 @dataclass
-class TestPKI:
+class ThrowawayPKI:
     amphora_id: str
     ca: Issued
     server: Issued
@@ -89,7 +89,7 @@ class TestPKI:
     rogue_client: Issued
 
     @classmethod
-    def create(cls, amphora_id: str) -> TestPKI:
+    def create(cls, amphora_id: str) -> ThrowawayPKI:
         ca = _issue("amp-image test CA", None, ca=True)
         rogue_ca = _issue("unrelated CA", None, ca=True)
         return cls(

@@ -36,10 +36,16 @@ def image_under_test(config: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def amphora(request: pytest.FixtureRequest):
+def amphora_image(request: pytest.FixtureRequest) -> Path:
+    """The image under test; a test suite may override this fixture (e.g. to build it)."""
+    return image_under_test(request.config)
+
+
+@pytest.fixture(scope="session")
+def amphora(request: pytest.FixtureRequest, amphora_image: Path):
     config = request.config
     workdir = config.getoption("--amp-workdir")
-    with booted_amphora(image_under_test(config),
+    with booted_amphora(amphora_image,
                         workdir=Path(workdir) if workdir else None,
                         accel=config.getoption("--amp-accel"),
                         boot=config.getoption("--amp-boot")) as booted:

@@ -1,0 +1,42 @@
+"""Shared fixtures: the real default --sriov image, built once per test run.
+
+Set AMP_TEST_IMAGE to reuse an image built earlier in the same run (scripts/test
+does); otherwise the first test that needs it builds it with amp-image (DIB).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["amp_image.checks.plugin"]
+
+ROOT = Path(__file__).resolve().parent.parent
+AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
+TEST_IMAGE_DIR = ROOT / "build" / "test-images"
+
+
+def build_test_image(output: Path, *extra: str) -> Path:
+    cmd = [AMP_IMAGE, "build", "--sriov", "-o", str(output), *extra]
+    result = subprocess.run(cmd, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed (exit {result.returncode})"
+    return output
+
+
+@pytest.fixture(scope="session")
+def built_image() -> Path:
+    existing = os.environ.get("AMP_TEST_IMAGE")
+    if existing:
+        path = Path(existing)
+        assert path.is_file(), f"AMP_TEST_IMAGE={existing} does not exist"
+        return path
+    return build_test_image(TEST_IMAGE_DIR / "amphora-x64-haproxy.qcow2")
+
+
+@pytest.fixture(scope="session")
+def amphora_image(built_image: Path) -> Path:
+    return built_image

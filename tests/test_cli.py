@@ -1,0 +1,106 @@
+"""amp-image's CLI: option parsing, --dry-run, and one-line errors that leave nothing behind."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from amp_image.cli import main, parse_agent_source
+from amp_image.errors import PlanError
+
+AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_dry_run_prints_the_plan(tmp_path):
+    result = invoke("build", "--sriov", "-o", str(tmp_path / "x.qcow2"), "--dry-run")
+    assert result.exit_code == 0, result.output
+    plan = yaml.safe_load(result.output)
+    assert plan["output"] == str(tmp_path / "x.qcow2")
+    assert "sriov-vf-drivers" in plan["elements"]
+    assert plan["disk-image-create"][0] == "disk-image-create"
+    assert not list(tmp_path.iterdir())
+
+
+def test_dry_run_options(tmp_path):
+    result = invoke("build", "--no-sriov", "--release", "bookworm", "--format", "raw",
+                    "--vf-drivers", "iavf,mlx5_core", "--element", "extra", "--dry-run",
+                    "-o", str(tmp_path / "y.img"))
+    plan = yaml.safe_load(result.output)
+    assert plan["release"] == "bookworm"
+    assert plan["format"] == "raw"
+    assert "extra" in plan["elements"] and "sriov-vf-drivers" not in plan["elements"]
+
+
+def test_vf_driver_option(tmp_path):
+    result = invoke("build", "--vf-drivers", "iavf,mlx5_core", "--dry-run")
+    assert yaml.safe_load(result.output)["environment"]["DIB_AMP_VF_DRIVERS"] == \
+        "iavf mlx5_core"
+
+
+def test_root_password_warns():
+    result = CliRunner().invoke(main, ["build", "--root-password", "x", "--dry-run"])
+    assert "not for production" in result.output or "never use it" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "1"], "--size 2 or more"),
+    (["--release", "buster"], "release 'buster'"),
+    (["--arch", "s390x"], "unknown architecture"),
+    (["--agent-source", "/does/not/exist"], "--agent-source /does/not/exist"),
+    (["--constraints", "/no/such/uc.txt"], "--constraints /no/such/uc.txt: no such file"),
+    (["--elements-path", "/no/such/dir"], "no such folder"),
+    (["--agent-version", "12.0.0"], "pass --constraints"),
+    (["--ca-bundle", "/no/ca.pem"], "--ca-bundle /no/ca.pem"),
+])
+def test_bad_input_one_line_error_nothing_written(tmp_path, args, message):
+    out = tmp_path / "x.qcow2"
+    result = subprocess.run([AMP_IMAGE, "build", "-o", str(out), "--work-dir",
+                             str(tmp_path / "w"), *args], capture_output=True, text=True)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("amp-image: error: ")
+    assert message in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_agent_source_pypi():
+    assert parse_agent_source(None).kind == "pypi"
+    assert parse_agent_source("pypi").kind == "pypi"
+
+
+@pytest.mark.parametrize("spec,url,ref", [
+    ("git+https://git.example/openstack/octavia", "https://git.example/openstack/octavia", ""),
+    ("git+https://git.example/octavia.git@stable/2026.1",
+     "https://git.example/octavia.git", "stable/2026.1"),
+    ("git+ssh://git@git.example/octavia.git", "ssh://git@git.example/octavia.git", ""),
+    ("git+ssh://git@git.example/octavia.git@v19.0.0", "ssh://git@git.example/octavia.git",
+     "v19.0.0"),
+    ("git+file:///srv/octavia@main", "file:///srv/octavia", "main"),
+    ("git+/srv/octavia", "/srv/octavia", ""),
+])
+def test_agent_source_git(spec, url, ref):
+    source = parse_agent_source(spec)
+    assert (source.kind, source.location, source.ref) == ("git", url, ref)
+
+
+def test_agent_source_folders(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "octavia-19.0.0-py3-none-any.whl").write_bytes(b"")
+    assert parse_agent_source(str(wheels)).kind == "wheelhouse"
+    checkout = tmp_path / "octavia"
+    checkout.mkdir()
+    (checkout / "setup.py").write_text("")
+    assert parse_agent_source(str(checkout)).kind == "dir"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PlanError, match="neither wheels nor setup.py"):
+        parse_agent_source(str(empty))

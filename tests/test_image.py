@@ -1,0 +1,165 @@
+"""The real default --sriov image, built with DIB, inspected offline (read-only loop mount)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from amp_image.imagefs import mounted_image
+from amp_image.plan import DEFAULT_VF_DRIVERS
+from amp_image.records import read_record
+
+pytestmark = pytest.mark.image
+
+REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "nftables", "cryptsetup-bin",
+                     "cloud-init", "rsyslog", "python3", "linux-image-amd64")
+BUILD_ONLY = re.compile(r"^(gcc(-\d+)?|g\+\+(-\d+)?|make|build-essential|libc6-dev|"
+                        r"linux-headers-.*|python3(\.\d+)?-dev)$")
+AGENT_TOOLS = ("amphora-agent", "amphora-health-checker", "amphora-interface",
+               "haproxy-vrrp-check", "prometheus-proxy")
+
+
+@pytest.fixture(scope="module")
+def root(built_image: Path):
+    with mounted_image(built_image) as mounted:
+        yield mounted
+
+
+def installed_packages(root: Path) -> set[str]:
+    status = (root / "var/lib/dpkg/status").read_text()
+    packages = set()
+    for stanza in status.split("\n\n"):
+        fields = dict(re.findall(r"^(\w[\w-]*): (.*)$", stanza, re.MULTILINE))
+        if fields.get("Status") == "install ok installed":
+            packages.add(fields["Package"])
+    return packages
+
+
+@pytest.mark.parametrize("package", REQUIRED_PACKAGES)
+def test_package_installed(root, package):
+    assert package in installed_packages(root)
+
+
+def test_no_build_only_packages(root):
+    assert not sorted(p for p in installed_packages(root) if BUILD_ONLY.match(p))
+
+
+@pytest.mark.parametrize("tool", ("gcc", "cc", "g++", "make"))
+def test_no_compiler_binaries(root, tool):
+    assert not (root / "usr/bin" / tool).exists()
+
+
+def test_kernel_is_the_full_debian_kernel(root):
+    kernels = [p.name for p in (root / "lib/modules").iterdir()]
+    assert kernels and all(k.endswith("-amd64") and "cloud" not in k for k in kernels)
+
+
+@pytest.mark.parametrize("tool", AGENT_TOOLS)
+def test_agent_console_scripts_linked(root, tool):
+    link = root / "usr/local/bin" / tool
+    assert link.is_symlink()
+    assert os.readlink(link) == f"/opt/amphora-agent-venv/bin/{tool}"
+    assert (root / "opt/amphora-agent-venv/bin" / tool).is_file()
+
+
+def test_agent_help_runs_in_the_image(root):
+    result = subprocess.run(["chroot", str(root), "/usr/local/bin/amphora-agent", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--config-file" in result.stdout
+
+
+def test_agent_version_and_pyroute2(root):
+    site = next((root / "opt/amphora-agent-venv/lib").glob("python3*/site-packages"))
+    assert list(site.glob("octavia-19.0.0.dist-info"))
+    assert list(site.glob("pyroute2-0.8.1.dist-info")), "pyroute2 not at the constrained pin"
+    record = (root / "etc/amp-image/amphora-agent").read_text()
+    assert "AMPHORA_AGENT_VERSION=19.0.0" in record
+    assert "AMPHORA_AGENT_SOURCE_TYPE=pypi" in record
+
+
+def test_octavia_dirs(root):
+    assert (root / "etc/octavia/certs").is_dir()
+    assert (root / "var/lib/octavia").is_dir()
+
+
+@pytest.mark.parametrize("unit,target", [
+    ("amphora-agent.service", "multi-user.target.wants"),
+    ("certs-ramfs.service", "amphora-agent.service.wants"),
+])
+def test_units_enabled(root, unit, target):
+    assert (root / "etc/systemd/system" / target / unit).is_symlink()
+
+
+def test_agent_unit_requires_certs_ramfs(root):
+    unit = (root / "usr/lib/systemd/system/amphora-agent.service").read_text()
+    assert "Requires=certs-ramfs.service" in unit
+
+
+@pytest.mark.parametrize("unit", ("haproxy.service", "keepalived.service"))
+def test_packaged_daemons_disabled(root, unit):
+    assert not (root / "etc/systemd/system/multi-user.target.wants" / unit).exists()
+
+
+def test_rsyslog_octavia_socket_configured(root):
+    conf = (root / "etc/rsyslog.d/55-octavia-socket.conf").read_text()
+    assert 'Socket="/run/rsyslog/octavia/log"' in conf
+
+
+def test_vf_modules_present_with_pci_aliases(root):
+    kernel = next((root / "lib/modules").iterdir())
+    aliases = (kernel / "modules.alias").read_text()
+    recorded = (root / "etc/amp-image/vf-drivers").read_text().splitlines()
+    assert [line.split()[0] for line in recorded] == list(DEFAULT_VF_DRIVERS)
+    for line in recorded:
+        module, _, path = line.split()
+        assert (root / path.lstrip("/")).is_file(), path
+        assert re.search(rf"^alias pci:\S+ {module}$", aliases, re.MULTILINE), module
+
+
+def test_netfilter_modules_present(root):
+    kernel = next((root / "lib/modules").iterdir())
+    dep = (kernel / "modules.dep").read_text()
+    for module in ("nf_tables", "nft_ct", "nf_conntrack", "nft_reject_inet"):
+        assert f"/{module}.ko" in dep, module
+
+
+def test_nftables_on(root):
+    assert (root / "etc/amp-image/firewall").read_text().strip() == "AMP_FIREWALL=nftables"
+    assert (root / "usr/sbin/nft").exists()
+
+
+def test_no_root_password(root):
+    root_entry = (root / "etc/shadow").read_text().splitlines()[0].split(":")
+    assert root_entry[0] == "root"
+    assert root_entry[1] in ("*", "!", "!*") or root_entry[1].startswith("!")
+
+
+def test_ssh_host_keys_not_baked_in(root):
+    assert not list((root / "etc/ssh").glob("ssh_host_*_key"))
+
+
+def test_build_staging_and_host_ca_not_in_image(root):
+    assert not (root / "tmp/in_target.d").exists()
+    assert not list((root / "opt").rglob("ca-bundle.pem"))
+
+
+def test_manifests_beside_the_image(built_image: Path):
+    record = read_record(built_image.with_name(built_image.stem + ".d"))
+    assert record.vf_drivers == list(DEFAULT_VF_DRIVERS)
+    assert record.agent["AMPHORA_AGENT_VERSION"] == "19.0.0"
+    assert record.firewall == "nftables"
+    assert record.packages.get("haproxy")
+
+
+def test_build_left_no_mounts_or_loops(built_image: Path):
+    work = str(Path("~/.cache/amp-image/work").expanduser())
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert work not in mounts
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True,
+                           text=True).stdout
+    assert work not in loops

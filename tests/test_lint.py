@@ -1,0 +1,52 @@
+"""Static checks: ruff on the Python, dib-lint on the elements, bashate on the shell."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_ruff():
+    result = run([str(BIN / "ruff"), "check", "amp_image", "tests"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dib_lint_elements():
+    env = dict(os.environ, ELEMENTS_DIR="elements", LIB_DIR="elements",
+               PATH=f"{BIN}:{os.environ['PATH']}")
+    result = run([str(BIN / "dib-lint")], env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "PASS" in result.stdout
+
+
+def test_every_element_has_readme_and_deps_sorted():
+    for element in sorted((ROOT / "elements").iterdir()):
+        assert (element / "README.rst").is_file(), element.name
+        deps = element / "element-deps"
+        if deps.exists():
+            lines = deps.read_text().split()
+            assert lines == sorted(lines), element.name
+
+
+def test_shell_scripts_bashate():
+    scripts = [ROOT / "diskimage-create.sh", *sorted((ROOT / "scripts").iterdir()),
+               *sorted((ROOT / "amp_image" / "hostbin").iterdir())]
+    scripts = [str(s) for s in scripts if s.is_file() and s.read_text().startswith("#!/")
+               and "bash" in s.read_text().splitlines()[0]]
+    result = run([str(BIN / "bashate"), "-i", "E006", *scripts])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_scripts_parse():
+    for script in [ROOT / "diskimage-create.sh", *sorted((ROOT / "scripts").iterdir())]:
+        if script.read_text().startswith("#!/usr/bin/env bash") or \
+                script.read_text().startswith("#!/bin/bash"):
+            result = run(["bash", "-n", str(script)])
+            assert result.returncode == 0, f"{script}: {result.stderr}"
