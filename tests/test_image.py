@@ -163,3 +163,11 @@ def test_build_left_no_mounts_or_loops(built_image: Path):
     loops = subprocess.run(["losetup", "-l", "-n", "-O", "BACK-FILE"], capture_output=True,
                            text=True).stdout
     assert work not in loops
+
+
+def test_grub_config_boots_without_build_host_devices(root):
+    cfg = (root / "boot/grub/grub.cfg").read_text()
+    assert "search --no-floppy --fs-uuid --set=root" in cfg
+    assert not re.search(r"\(loop\d+\)|^\s*loopback ", cfg, re.MULTILINE)
+    assert re.search(r"^\s*set timeout=0\s*$", cfg, re.MULTILINE)
+    assert "console=ttyS0" in cfg
