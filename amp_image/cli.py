@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image import dib, host
+from amp_image import dib, host, publish_cli
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.plan import (
     BASE_OSES,
@@ -23,6 +23,7 @@ from amp_image.plan import (
     BuildPlan,
     make_plan,
 )
+from amp_image.publish import publish_image
 from amp_image.records import read_record
 
 
@@ -163,6 +164,8 @@ BUILD_OPTIONS = [
     click.option("--tmpfs/--no-tmpfs", default=True, show_default=True),
     click.option("--log-file", help="DIB log (default: OUTPUT.log beside the image)."),
     click.option("--trace", is_flag=True, help="DIB shell tracing (-x)."),
+    click.option("--publish-dir", help="After the build, publish the image here "
+                                       "(as amp-image publish --dest)."),
     click.option("--dry-run", is_flag=True, help="Print the resolved plan and exit."),
     click.option("-v", "--verbose", is_flag=True, help="Stream DIB's full output."),
 ]
@@ -182,7 +185,7 @@ def main() -> None:
 
 @main.command()
 @build_options_decorator
-def build(ca_bundle, log_file, dry_run, verbose, **kw) -> None:
+def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
     """Build an amphora image with diskimage-builder."""
     try:
         opts = build_options(**kw)
@@ -210,6 +213,13 @@ def build(ca_bundle, log_file, dry_run, verbose, **kw) -> None:
     except KeyboardInterrupt:
         fail("interrupted; build cleaned up", 130)
     print_summary(plan, result)
+    if publish_dir:
+        try:
+            published = publish_image(result.image, Path(publish_dir).expanduser(),
+                                      force=True, emit=click.echo)
+        except AmpImageError as exc:
+            fail(f"built {result.image}, but publishing failed: {exc}", 1)
+        publish_cli.print_published(published)
 
 
 @main.command("test")
@@ -226,10 +236,8 @@ def test_image(image, accel, boot, workdir, report, keyword) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
     import pytest
 
-    from amp_image.checks import plugin as checks_plugin
-
     host.check_root()
-    checks = Path(checks_plugin.__file__).with_name("test_amphora.py")
+    checks = Path(__file__).parent / "checks" / "test_amphora.py"
     args = [str(checks), "-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
             "--amp-image", str(Path(image).resolve()), "--amp-accel", accel,
             "--amp-boot", boot, "-v", "-ra", "--rootdir", str(checks.parent)]
@@ -241,6 +249,8 @@ def test_image(image, accel, boot, workdir, report, keyword) -> None:
         args += ["-k", keyword]
     sys.exit(pytest.main(args))
 
+
+publish_cli.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

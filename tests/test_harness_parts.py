@@ -131,3 +131,50 @@ def test_fstrim_shim_never_fails(tmp_path):
     result = subprocess.run([str(bin_dir / "fstrim"), "--verbose", str(tmp_path / "nope")],
                             capture_output=True, text=True)
     assert result.returncode == 0
+
+
+def _handshake(pki, tmp_path, client_pem_name):
+    import socket
+    import ssl
+    import threading
+
+    files = pki.write_client_files(tmp_path)
+    server_pem = tmp_path / "server.pem"
+    server_pem.write_bytes(pki.server_pem())
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.load_verify_locations(files["ca"])
+    server_ctx.load_cert_chain(server_pem)
+    client_ctx = ssl.create_default_context(cafile=str(files["ca"]))
+    client_ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    client_ctx.load_cert_chain(files[client_pem_name])
+    a, b = socket.socketpair()
+    errors = []
+
+    def serve():
+        try:
+            with server_ctx.wrap_socket(a, server_side=True) as conn:
+                conn.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with client_ctx.wrap_socket(b, server_hostname=pki.amphora_id) as conn:
+            conn.sendall(b"x")
+            conn.recv(1)
+    except (ssl.SSLError, OSError) as exc:
+        errors.append(exc)
+    thread.join(5)
+    return errors
+
+
+def test_pki_handshake_under_strict_verification(tmp_path):
+    """The agent runs on Python >= 3.13, whose TLS verifies with X509_STRICT."""
+    assert _handshake(ThrowawayPKI.create("amp-1"), tmp_path, "client") == []
+
+
+def test_pki_rogue_client_refused(tmp_path):
+    assert _handshake(ThrowawayPKI.create("amp-1"), tmp_path, "rogue_client")

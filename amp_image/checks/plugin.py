@@ -54,7 +54,7 @@ def amphora(request: pytest.FixtureRequest, amphora_image: Path):
 
 
 @pytest.fixture(scope="session")
-def host(amphora):
+def amphora_host(amphora):
     return amphora.testinfra_host()
 
 

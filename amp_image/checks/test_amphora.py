@@ -1,11 +1,12 @@
 """Checks against a booted amphora: over SSH (pytest-testinfra) and the agent's TLS API.
 
-The ``amphora`` and ``host`` fixtures come from ``amp_image.checks.plugin``.
+The ``amphora`` and ``amphora_host`` fixtures come from ``amp_image.checks.plugin``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -21,116 +22,126 @@ HAPROXY_SYSCTLS = {
 }
 
 
-def _vf_drivers(host) -> list[str]:
-    text = host.file("/etc/amp-image/vf-drivers").content_string
+def _vf_drivers(amphora_host) -> list[str]:
+    text = amphora_host.file("/etc/amp-image/vf-drivers").content_string
     return [line.split()[0] for line in text.splitlines() if line.strip()]
 
 
 # --- packages -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("package", REQUIRED_PACKAGES)
-def test_package_installed(host, package):
-    assert host.package(package).is_installed
+def test_package_installed(amphora_host, package):
+    assert amphora_host.package(package).is_installed
 
 
 @pytest.mark.parametrize("compiler", COMPILERS)
-def test_no_compiler(host, compiler):
-    assert not host.exists(compiler)
+def test_no_compiler(amphora_host, compiler):
+    assert not amphora_host.exists(compiler)
 
 
 # --- services -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs"])
-def test_service_active_and_enabled(host, unit):
-    service = host.service(unit)
+def test_service_active_and_enabled(amphora_host, unit):
+    service = amphora_host.service(unit)
     assert service.is_running
     assert service.is_enabled
 
 
-def test_cloud_init_finished_without_errors(host):
-    result = host.run("cloud-init status --format json")
+def test_cloud_init_finished_without_errors(amphora_host):
+    result = amphora_host.run("cloud-init status --format json")
     status = json.loads(result.stdout)
     assert status["status"] == "done", status
     assert not status.get("errors"), status["errors"]
 
 
-def test_config_drive_files_written(host, amphora):
-    conf = host.file("/etc/octavia/amphora-agent.conf")
+def test_config_drive_files_written(amphora_host, amphora):
+    conf = amphora_host.file("/etc/octavia/amphora-agent.conf")
     assert conf.exists
     assert f"amphora_id = {amphora.amphora_id}" in conf.content_string
-    assert host.file("/etc/octavia/certs/server.pem").exists
-    assert host.file("/etc/octavia/certs/client_ca.pem").exists
+    assert amphora_host.file("/etc/octavia/certs/server.pem").exists
+    assert amphora_host.file("/etc/octavia/certs/client_ca.pem").exists
 
 
-def test_base_cert_dir_on_encrypted_ramdisk(host):
-    mount = host.mount_point("/var/lib/octavia/certs")
+def test_base_cert_dir_on_encrypted_ramdisk(amphora_host):
+    mount = amphora_host.mount_point("/var/lib/octavia/certs")
     assert mount.exists
     assert mount.device == "/dev/mapper/certfs-ramfs"
-    status = host.run("cryptsetup status certfs-ramfs")
+    status = amphora_host.run("cryptsetup status certfs-ramfs")
     assert status.rc == 0, status.stderr
     assert "LUKS" in status.stdout and "/dev/ram0" in status.stdout
 
 
-def test_rsyslog_octavia_socket(host):
-    assert host.service("rsyslog").is_running
-    assert host.socket("unix:///run/rsyslog/octavia/log").is_listening
+def test_rsyslog_octavia_socket_delivers(amphora_host):
+    """haproxy and the agent log to this socket; the controller's rsyslog file routes it."""
+    assert amphora_host.service("rsyslog").is_running
+    assert amphora_host.file("/run/rsyslog/octavia/log").is_socket
+    marker = f"amp-image-check-{time.time_ns()}"
+    amphora_host.run_expect([0], f"logger -u /run/rsyslog/octavia/log -p local1.info {marker}")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if amphora_host.run(f"grep -q {marker} /var/log/octavia-amphora.log").rc == 0:
+            return
+        time.sleep(1)
+    pytest.fail("message sent to the octavia socket never reached /var/log/octavia-amphora.log")
 
 
-def test_hostname_from_metadata(host, amphora):
-    assert host.check_output("hostname") == f"amphora-{amphora.amphora_id}"
+def test_hostname_from_metadata(amphora_host, amphora):
+    assert amphora_host.check_output("hostname") == f"amphora-{amphora.amphora_id}"
 
 
 # --- SR-IOV readiness -----------------------------------------------------------------
 
-def test_nftables_works(host):
-    result = host.run("nft list ruleset")
+def test_nftables_works(amphora_host):
+    result = amphora_host.run("nft list ruleset")
     assert result.rc == 0, result.stderr
-    assert host.file("/etc/amp-image/firewall").content_string.strip() == "AMP_FIREWALL=nftables"
+    firewall = amphora_host.file("/etc/amp-image/firewall").content_string.strip()
+    assert firewall == "AMP_FIREWALL=nftables"
 
 
-def test_vf_driver_list_recorded(host):
-    drivers = _vf_drivers(host)
+def test_vf_driver_list_recorded(amphora_host):
+    drivers = _vf_drivers(amphora_host)
     for required in ("iavf", "ixgbevf", "igbvf", "mlx5_core", "mlx4_core", "bnxt_en",
                      "qede", "ice", "i40e"):
         assert required in drivers
 
 
-def test_every_vf_driver_loads(host):
+def test_every_vf_driver_loads(amphora_host):
     failures = []
-    for module in _vf_drivers(host):
-        result = host.run(f"modprobe {module}")
+    for module in _vf_drivers(amphora_host):
+        result = amphora_host.run(f"modprobe {module}")
         if result.rc != 0:
             failures.append(f"{module}: {result.stderr.strip()}")
-        elif not host.file(f"/sys/module/{module}").exists:
+        elif not amphora_host.file(f"/sys/module/{module}").exists:
             failures.append(f"{module}: not in /sys/module after modprobe")
     assert not failures
 
 
 @pytest.mark.parametrize("key,value", sorted(HAPROXY_SYSCTLS.items()))
-def test_haproxy_sysctl(host, key, value):
-    assert host.check_output(f"sysctl -n {key}") == value
+def test_haproxy_sysctl(amphora_host, key, value):
+    assert amphora_host.check_output(f"sysctl -n {key}") == value
 
 
 # --- security -------------------------------------------------------------------------
 
-def test_no_root_password(host):
-    field = host.check_output("getent shadow root").split(":")[1]
+def test_no_root_password(amphora_host):
+    field = amphora_host.check_output("getent shadow root").split(":")[1]
     assert field in ("*", "!", "!*", "!!") or field.startswith("!"), "root has a password"
 
 
-def test_sshd_key_only(host):
-    config = host.check_output("sshd -T")
+def test_sshd_key_only(amphora_host):
+    config = amphora_host.check_output("sshd -T")
     assert "passwordauthentication no" in config
 
 
-def test_only_sshd_and_agent_listen_on_tcp(host):
-    listening = host.socket.get_listening_sockets()
+def test_only_sshd_and_agent_listen_on_tcp(amphora_host):
+    listening = amphora_host.socket.get_listening_sockets()
     ports = sorted({int(s.rsplit(":", 1)[1]) for s in listening if s.startswith("tcp")})
     assert ports == [22, 9443], listening
 
 
-def test_image_records_agent_source(host):
-    text = host.file("/etc/amp-image/amphora-agent").content_string
+def test_image_records_agent_source(amphora_host):
+    text = amphora_host.file("/etc/amp-image/amphora-agent").content_string
     assert "AMPHORA_AGENT_VERSION=" in text
 
 

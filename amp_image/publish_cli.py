@@ -1,0 +1,129 @@
+"""The ``publish`` and ``openstack-config`` commands; cli.py adds them with register(main)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from amp_image import cloud
+from amp_image import openstack_config as osconfig
+from amp_image.errors import AmpImageError
+from amp_image.publish import DEFAULT_TAG, PublishResult, publish_image
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"amp-image: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _size(n: int) -> str:
+    if n >= 2**20:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**10:.1f} KiB" if n >= 2**10 else f"{n} bytes"
+
+
+def print_published(result: PublishResult) -> None:
+    click.echo(f"published {result.dest}")
+    for name, size in result.files.items():
+        click.echo(f"  {name:<32} {_size(size)}")
+    for warning in result.warnings:
+        click.echo(f"amp-image: warning: {warning}", err=True)
+    if result.glance_image_id:
+        click.echo(f"uploaded to Glance ({result.uploaded_to}): image {result.glance_image_id}")
+    else:
+        click.echo(f"upload with: (cd {result.dest} && {result.glance['command']})")
+
+
+@click.command("publish")
+@click.argument("image")
+@click.option("--dest", required=True, help="Folder to publish into (created; must be empty "
+                                            "unless --force).")
+@click.option("--name", default="", help="Glance image name (default: the file name without "
+                                         "its extension).")
+@click.option("--tag", default=DEFAULT_TAG, show_default=True,
+              help="Glance tag Octavia finds the image by ([controller_worker] amp_image_tag).")
+@click.option("--manifests", help="DIB's manifests folder, for what the image lacks "
+                                  "(default: NAME.d/dib-manifests beside the image).")
+@click.option("--prefix", default="", help="Prefix for the metadata files' names (e.g. "
+                                           "'trixie-' for release assets).")
+@click.option("--copy", is_flag=True, help="Copy the image even where a hard link would do.")
+@click.option("--force", is_flag=True, help="Replace --dest if it holds files.")
+@click.option("--upload", is_flag=True, help="Also create the image in Glance (openstacksdk; "
+                                             "needs amp-image[openstack] and a cloud).")
+@click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --upload (default: $OS_CLOUD).")
+def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, cloud_name) -> None:
+    """Publish IMAGE with SHA256SUMS, manifest.json, an SBOM and glance.json."""
+    try:
+        result = publish_image(
+            Path(image), Path(dest).expanduser(), upload=upload, cloud_name=cloud_name,
+            name=name, tag=tag, manifests=Path(manifests).expanduser() if manifests else None,
+            prefix=prefix, copy=copy, force=force, emit=click.echo)
+    except AmpImageError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was published", 130)
+    print_published(result)
+
+
+@click.command("openstack-config")
+@click.option("--sriov", is_flag=True, help="SR-IOV amphorae: host aggregate, matching compute "
+                                            "flavor properties, Octavia flavor.")
+@click.option("--host", "hosts", multiple=True, help="SR-IOV compute host (repeatable).")
+@click.option("--vip-network", "vip_networks", multiple=True,
+              help="Per-network properties: a VIP network the hosts offer as SR-IOV VFs.")
+@click.option("--member-network", "member_networks", multiple=True,
+              help="Per-network properties: a member network offered as SR-IOV VFs.")
+@click.option("--aggregate", default="", help="Host aggregate name [amphora-sriov].")
+@click.option("--compute-flavor", default="", help="Compute flavor name [amphora-sriov, or "
+                                                   "amphora without --sriov].")
+@click.option("--compute-flavor-id", default="", help="Compute flavor ID [the name].")
+@click.option("--ram", type=int, default=1024, show_default=True, help="MB.")
+@click.option("--disk", type=int, default=3, show_default=True, help="GB.")
+@click.option("--vcpus", type=int, default=1, show_default=True)
+@click.option("--project", default="", help="Give this project (Octavia's) access to the "
+                                            "private flavor.")
+@click.option("--flavor-profile", default="", help="Octavia flavor profile name "
+                                                   "[<flavor>-profile].")
+@click.option("--lb-flavor", default="", help="Octavia flavor name [the compute flavor's].")
+@click.option("--description", default="", help="Octavia flavor description.")
+@click.option("--sriov-vip", is_flag=True, help="Put the VIP on an SR-IOV VF (flavor data "
+                                                "sriov_vip).")
+@click.option("--allow-member-sriov", is_flag=True, help="Let users request SR-IOV member ports.")
+@click.option("--topology", default="", help="SINGLE or ACTIVE_STANDBY (loadbalancer_topology).")
+@click.option("--image-tag", default="", help="Glance tag of the amphora image (amp_image_tag).")
+@click.option("--flavor-data", default="", help="More amphora flavor data, as a JSON object.")
+@click.option("--apply", "do_apply", is_flag=True, help="Create it all with openstacksdk "
+                                                        "instead of printing the commands.")
+@click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --apply (default: $OS_CLOUD).")
+def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
+    """Print (or --apply) the OpenStack steps for amphora load balancers."""
+    try:
+        extra = osconfig.parse_flavor_data(flavor_data) if flavor_data else {}
+        opts = osconfig.AmphoraFlavorOptions(
+            **{k: tuple(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+            extra_flavor_data=extra)
+        osconfig.validate(opts)
+        if not do_apply:
+            click.echo(osconfig.render_script(opts), nl=False)
+            return
+        conn = cloud.connect(cloud_name)
+        osconfig.apply(opts, conn, emit=click.echo)
+    except AmpImageError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        if not do_apply:
+            raise
+        fail(f"openstack-config --apply failed: {cloud.one_line(exc)}; what is done is "
+             "listed above, and re-running --apply completes the rest")
+
+
+COMMANDS = (publish, openstack_config)
+
+
+def register(group: click.Group) -> None:
+    """Add the commands to amp-image's click group (once)."""
+    for command in COMMANDS:
+        if command.name not in group.commands:
+            group.add_command(command)

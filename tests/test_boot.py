@@ -1,0 +1,29 @@
+"""The default --sriov image, booted in QEMU: every amphora check from amp_image.checks.
+
+The checks are the ones `amp-image test` runs; here they run against the image
+this test run built (the `amphora_image` fixture in conftest.py), in one VM
+booted for the whole module by the `amphora` fixture.
+"""
+
+import subprocess
+
+import pytest
+from conftest import AMP_IMAGE
+
+from amp_image.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
+
+pytestmark = pytest.mark.boot
+
+
+def test_boot_report(amphora):
+    report = amphora.report
+    assert report.boot_path.startswith("image bootloader"), report.notes
+    assert 0 < report.ssh_banner_s < report.agent_ready_s
+    assert report.accel in ("kvm", "tcg")
+
+
+def test_amp_image_test_command_rejects_a_missing_image(tmp_path):
+    result = subprocess.run([AMP_IMAGE, "test", str(tmp_path / "none.qcow2")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr

@@ -1,0 +1,329 @@
+"""amp-image publish: a really built image, published and checked against itself.
+
+The image tests read the image offline (read-only loop mount, root) and compare
+what was published with the image's own dpkg database, using dpkg-query.
+"""
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from amp_image import imagefs, publish, publish_cli, sbom
+from amp_image.cli import main
+from amp_image.inventory import (
+    ImageInventory,
+    elements_from_arguments,
+    parse_dib_environment,
+    parse_dpkg_status,
+)
+
+publish_cli.register(main)
+
+STATUS = """\
+Package: acl
+Status: install ok installed
+Architecture: amd64
+Source: acl (2.3.2-2)
+Version: 2.3.2-2+b1
+Description: access control list - utilities
+ This package contains the getfacl and setfacl utilities.
+
+Package: gone
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+
+Package: zlib1g
+Status: install ok installed
+Architecture: amd64
+Source: zlib
+Version: 1:1.3.dfsg+really1.3.1-1+b1
+"""
+
+
+def test_parse_dpkg_status():
+    packages = parse_dpkg_status(STATUS)
+    assert [(p.name, p.version, p.source, p.source_version) for p in packages] == [
+        ("acl", "2.3.2-2+b1", "acl", "2.3.2-2"),
+        ("zlib1g", "1:1.3.dfsg+really1.3.1-1+b1", "zlib", "1:1.3.dfsg+really1.3.1-1+b1"),
+    ]
+    assert packages[0].summary == "access control list - utilities"
+
+
+def test_parse_dib_files():
+    env = parse_dib_environment('declare -x DIB_RELEASE="trixie"\n'
+                                'declare -x DIB_ARGS="-a amd64 -t qcow2 vm"\n')
+    assert env == {"DIB_RELEASE": "trixie", "DIB_ARGS": "-a amd64 -t qcow2 vm"}
+    args = "-a amd64 -o /w/out/x -t qcow2 --image-size 2 -x --no-tmpfs debian-minimal vm sriov"
+    assert elements_from_arguments(args) == ["debian-minimal", "vm", "sriov"]
+
+
+def test_build_environment_is_redacted():
+    env = publish.redact_environment({
+        "DIB_PASSWORD": "hunter2", "http_proxy": "http://user:pw@proxy:3128",
+        "DIB_RELEASE": "trixie"})
+    assert env == {"DIB_PASSWORD": "<redacted>", "DIB_RELEASE": "trixie",
+                   "http_proxy": "http://<redacted>@proxy:3128"}
+
+
+def test_glance_spec_rejects_unknown_architecture():
+    with pytest.raises(publish.PublishError, match="unknown image architecture 'm68k'"):
+        publish.glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
+                            name="x", disk_format="qcow2", virtual_size=2**31)
+
+
+# --- the real image ---------------------------------------------------------
+
+
+def run_publish(*args, env=None):
+    return CliRunner().invoke(main, ["publish", *args], env=env)
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """tmp_path, emptied afterwards: published images are hard links to the test image,
+    which pytest's kept temporary folders would otherwise pin after a rebuild."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def published(built_image, tmp_path_factory):
+    dest = tmp_path_factory.mktemp("publish") / "out"
+    result = run_publish(str(built_image), "--dest", str(dest))
+    assert result.exit_code == 0, result.output
+    assert f"published {dest}" in result.stdout
+    yield dest
+    shutil.rmtree(dest.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def image_dpkg(built_image) -> set[tuple[str, str, str]]:
+    """(package, version, architecture) installed, per dpkg-query on the image's database."""
+    with imagefs.mounted_image(built_image) as root:
+        out = subprocess.run(
+            ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
+             "-f", "${Package}\t${Version}\t${Architecture}\t${db:Status-Status}\n"],
+            capture_output=True, text=True, check=True).stdout
+    return {tuple(line.split("\t")[:3]) for line in out.splitlines()
+            if line.endswith("\tinstalled")}
+
+
+def load(dest: Path, name: str) -> dict:
+    return json.loads((dest / name).read_text())
+
+
+@pytest.mark.image
+def test_published_files(published, built_image):
+    assert sorted(p.name for p in published.iterdir()) == sorted(
+        [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json"])
+    assert not list(published.parent.glob(".out.*"))
+
+
+@pytest.mark.image
+def test_checksums_verify(published):
+    listed = [line.split("  ", 1)[1] for line in
+              (published / "SHA256SUMS").read_text().splitlines()]
+    assert sorted(listed) == sorted(p.name for p in published.iterdir() if p.name != "SHA256SUMS")
+    result = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=published,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.image
+def test_manifest_packages_match_the_images_dpkg_database(published, image_dpkg):
+    manifest = load(published, "manifest.json")
+    listed = {(p["name"], p["version"], p["architecture"]) for p in manifest["packages"]}
+    assert listed == image_dpkg
+    assert len(manifest["packages"]) == len(image_dpkg) > 100
+
+
+@pytest.mark.image
+def test_manifest_describes_the_image(published, built_image):
+    manifest = load(published, "manifest.json")
+    image = manifest["image"]
+    assert image["file"] == built_image.name
+    assert image["size"] == built_image.stat().st_size
+    assert image["sha256"] == publish.sha256_file(published / built_image.name)
+    assert image["disk_format"] == imagefs.image_format(built_image)
+    assert manifest["tool"] == {"name": "amp-image", "version": publish.tool_version()}
+    assert manifest["os"]["distro"] == "debian"
+    assert manifest["os"]["release"] in ("trixie", "bookworm")
+    assert manifest["architecture"] == "amd64"
+    assert manifest["kernels"] and all(re.match(r"\d+\.\d+", k) for k in manifest["kernels"])
+    assert manifest["elements"][0] == "debian-minimal"
+    assert {"amphora-agent", "amphora-nftables", "sriov-vf-drivers"} <= set(manifest["elements"])
+    assert manifest["build_environment"]["DIB_RELEASE"] == manifest["os"]["release"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", manifest["build_date"])
+    agent = manifest["agent"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", agent["version"]) and agent["source_type"]
+    assert re.fullmatch(r"[0-9a-f]{64}", agent["constraints"]["sha256"])
+    assert "octavia" in {p["name"].lower() for p in agent["python_packages"]}
+    assert manifest["sriov"]["enabled"] is True
+    assert {d["module"] for d in manifest["sriov"]["vf_drivers"]} >= {"iavf", "ixgbevf"}
+    assert manifest["firewall"]["backend"] == "nftables" and manifest["firewall"]["nftables"]
+
+
+@pytest.mark.image
+def test_sbom_validates_and_lists_every_package(published, image_dpkg):
+    text = (published / "sbom.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    doc = json.loads(text)
+    assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
+    debs = {(c["name"], c["version"]) for c in doc["components"]
+            if c["purl"].startswith("pkg:deb/debian/")}
+    assert debs == {(name, version) for name, version, _ in image_dpkg}
+    assert any(c["purl"].startswith("pkg:pypi/octavia@") for c in doc["components"])
+    manifest = load(published, "manifest.json")
+    assert doc["metadata"]["component"]["hashes"] == [
+        {"alg": "SHA-256", "content": manifest["image"]["sha256"]}]
+
+
+def test_invalid_sbom_is_rejected():
+    with pytest.raises(sbom.SbomError, match="does not validate against CycloneDX 1.6"):
+        sbom.validate('{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": 3}')
+
+
+@pytest.mark.image
+def test_glance_json(published, built_image):
+    glance = load(published, "glance.json")
+    manifest = load(published, "manifest.json")
+    assert glance["tags"] == ["amphora"]
+    assert glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
+    assert glance["properties"] == {
+        "hw_architecture": "x86_64", "hw_rng_model": "virtio", "os_distro": "debian",
+        "os_version": manifest["os"]["version"]}
+    argv = shlex.split(glance["command"])
+    assert argv[:3] == ["openstack", "image", "create"]
+    assert argv[-3:] == ["--file", built_image.name, built_image.name.rsplit(".", 1)[0]]
+    pairs = list(zip(argv, argv[1:], strict=False))
+    assert ("--tag", "amphora") in pairs and ("--disk-format", "qcow2") in pairs
+    assert ("--property", "hw_rng_model=virtio") in pairs
+
+
+@pytest.mark.image
+def test_prefix_and_force_replace_whole_folder(built_image, scratch):
+    dest = scratch / "rel"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("old")
+    result = publish.publish_image(built_image, dest, prefix="trixie-", force=True,
+                                   name="amphora-trixie", tag="amp")
+    assert sorted(result.files) == sorted([
+        built_image.name, "trixie-SHA256SUMS", "trixie-manifest.json", "trixie-sbom.cdx.json",
+        "trixie-glance.json"])
+    assert not (dest / "stale.txt").exists()
+    assert subprocess.run(["sha256sum", "-c", "trixie-SHA256SUMS"], cwd=dest,
+                          capture_output=True).returncode == 0
+    glance = load(dest, "trixie-glance.json")
+    assert glance["name"] == "amphora-trixie" and glance["tags"] == ["amp"]
+    assert list(scratch.iterdir()) == [dest]
+
+
+def no_cloud_env(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return {"OS_CLOUD": None, "OS_AUTH_URL": None,
+            "OS_CLIENT_CONFIG_FILE": str(empty / "clouds.yaml"),
+            "HOME": str(empty), "XDG_CONFIG_HOME": str(empty)}
+
+
+def assert_one_line_error(result, message):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("amp-image: error: "), result.stderr
+    assert message in lines[0]
+
+
+@pytest.mark.image
+def test_upload_without_a_cloud_writes_nothing(built_image, scratch):
+    dest = scratch / "out"
+    result = run_publish(str(built_image), "--dest", str(dest), "--upload",
+                         env=no_cloud_env(scratch))
+    assert_one_line_error(result, "no OpenStack cloud configured; set OS_CLOUD")
+    assert not dest.exists()
+
+
+@pytest.mark.image
+def test_upload_with_an_unknown_cloud(built_image, scratch):
+    result = run_publish(str(built_image), "--dest", str(scratch / "out"), "--upload",
+                         env={**no_cloud_env(scratch), "OS_CLOUD": "nowhere"})
+    assert_one_line_error(result, "OpenStack cloud 'nowhere' is not usable")
+
+
+@pytest.mark.image
+def test_failed_upload_keeps_the_complete_publication(built_image, scratch):
+    """A cloud whose Keystone is a closed port on this machine: the upload fails."""
+    clouds = scratch / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  closed:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n"
+        "      username: u\n      password: p\n      project_name: x\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    connect_retries: 0\n")
+    env = {**no_cloud_env(scratch), "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    dest = scratch / "out"
+    result = run_publish(str(built_image), "--dest", str(dest), "--upload", "--cloud", "closed",
+                         env=env)
+    assert_one_line_error(result, f"published {dest}, but the Glance upload failed:")
+    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest,
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    ("missing", [], "no such image"),
+    ("tar", [], "is a tar archive, not a bootable disk"),
+    ("nonempty", [], "is not empty; choose an empty folder or pass --force"),
+    ("destfile", [], "is a file; give a folder"),
+    ("image", ["--prefix", "../x"], "--prefix '../x'"),
+    ("image", ["--name", " "], "image name ' '"),
+    ("notimage", [], "qemu-img sees format"),
+])
+def test_bad_input_is_one_line_error_and_writes_nothing(setup, args, message, tmp_path):
+    image, dest = tmp_path / "amp.qcow2", tmp_path / "out"
+    if setup == "tar":
+        image = tmp_path / "amp.tar"
+        image.write_bytes(b"\0" * 1024)
+    elif setup == "notimage":
+        image.write_bytes(b"\x00\x01not an image" * 64)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "vdi", str(image), "1M"], check=True)
+    elif setup != "missing":
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "1M"], check=True)
+    if setup == "nonempty":
+        dest.mkdir()
+        (dest / "keep").write_text("x")
+    if setup == "destfile":
+        dest.write_text("x")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = run_publish(str(image), "--dest", str(dest), *args)
+    assert_one_line_error(result, message)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_image_without_dpkg_database_is_refused(tmp_path):
+    """A real disk image with an empty ext4 file system: mounted, found wanting."""
+    raw = tmp_path / "empty.raw"
+    subprocess.run(["truncate", "-s", "16M", str(raw)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(raw)], check=True)
+    dest = tmp_path / "out"
+    result = run_publish(str(raw), "--dest", str(dest))
+    assert_one_line_error(result, "has no dpkg database")
+    assert not dest.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.image
+def test_failure_while_writing_leaves_nothing(built_image, scratch, monkeypatch):
+    def broken(*args, **kw):
+        raise sbom.SbomError("the SBOM does not validate (simulated)")
+
+    monkeypatch.setattr(sbom, "sbom_json", broken)
+    dest = scratch / "out"
+    with pytest.raises(sbom.SbomError):
+        publish.publish_image(built_image, dest)
+    assert list(scratch.iterdir()) == []

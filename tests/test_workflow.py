@@ -1,0 +1,39 @@
+"""The release workflow: actionlint passes, and it builds, tests and publishes each release."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+RELEASE = WORKFLOWS / "release.yml"
+
+
+def test_actionlint():
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
+    assert files
+    result = subprocess.run([str(BIN / "actionlint"), "-no-color", *files],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_release_builds_tests_and_publishes_each_release():
+    workflow = yaml.safe_load(RELEASE.read_text())
+    # PyYAML reads the bare key 'on' as True.
+    triggers = workflow.get("on", workflow.get(True))
+    assert triggers["push"]["tags"] == ["v*"]
+    job = workflow["jobs"]["image"]
+    assert job["strategy"]["matrix"]["release"] == ["trixie", "bookworm"]
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "./scripts/setup-host" in runs
+    assert '.venv/bin/amp-image build --sriov --release "$RELEASE" -o "$IMAGE"' in runs
+    assert '.venv/bin/amp-image test "$IMAGE"' in runs
+    assert '.venv/bin/amp-image publish "$IMAGE" --dest "dist/$RELEASE"' in runs
+    assert 'sha256sum -c "$RELEASE-SHA256SUMS"' in runs
+    release = workflow["jobs"]["release"]
+    assert release["needs"] == "image"
+    assert release["permissions"] == {"contents": "write"}
+    assert "gh release upload" in "\n".join(s.get("run", "") for s in release["steps"])
