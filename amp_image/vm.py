@@ -51,6 +51,8 @@ class Nic:
     device: str
     netdev: str
     mac: str = ""
+    # SR-IOV devices get their own PCIe root port, so their VFs have a bus.
+    own_root_port: bool = False
 
 
 @dataclass
@@ -104,8 +106,12 @@ class Machine:
             cmd += ["-drive", f"file={spec.config_drive},media=cdrom,readonly=on"]
         for i, nic in enumerate(spec.extra_nics):
             mac = f",mac={nic.mac}" if nic.mac else ""
+            bus = ""
+            if nic.own_root_port:
+                cmd += ["-device", f"pcie-root-port,id=rp{i},chassis={i + 1},slot={i + 1}"]
+                bus = f",bus=rp{i}"
             cmd += ["-netdev", f"{nic.netdev},id=nic{i}",
-                    "-device", f"{nic.device},netdev=nic{i}{mac}"]
+                    "-device", f"{nic.device},netdev=nic{i}{mac}{bus}"]
         if spec.direct_boot:
             kernel, initrd, cmdline = spec.direct_boot
             cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
