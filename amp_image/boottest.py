@@ -18,6 +18,7 @@ from pathlib import Path
 from amp_image import configdrive, imagefs
 from amp_image.agentapi import AgentClient
 from amp_image.pki import ThrowawayPKI, ssh_keypair
+from amp_image.sriov import SriovNetwork
 from amp_image.vm import Machine, MachineSpec, Nic, choose_accel
 
 CONTROLLER = "10.0.2.2:5555"  # QEMU user networking's host address; nothing listens
@@ -55,6 +56,7 @@ class BootedAmphora:
     client_files: dict[str, Path]
     ssh_config: Path
     workdir: Path
+    sriov: SriovNetwork | None = None
 
     @property
     def amphora_id(self) -> str:
@@ -70,10 +72,14 @@ class BootedAmphora:
         return AgentClient(self.machine.ports[9443], expect_id or self.amphora_id,
                            self.client_files["ca"], pem)
 
-    def testinfra_host(self):
+    def testinfra_host(self, fresh: bool = False):
+        """A testinfra host over SSH; fresh=True opens a new connection (after a reboot)."""
         import testinfra
+        from testinfra.backend import get_backend
+        from testinfra.host import Host
 
-        return testinfra.get_host("paramiko://amphora", ssh_config=str(self.ssh_config))
+        spec, kw = "paramiko://amphora", {"ssh_config": str(self.ssh_config)}
+        return Host(get_backend(spec, **kw)) if fresh else testinfra.get_host(spec, **kw)
 
 
 def _write_ssh_config(workdir: Path, port: int, identity: Path) -> Path:
@@ -119,7 +125,8 @@ def _boot(spec: MachineSpec, grace: float) -> Machine | None:
 
 @contextmanager
 def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "auto",
-                   boot: str = "auto", extra_nics: list[Nic] | None = None,
+                   boot: str = "auto", sriov: bool = False,
+                   extra_nics: list[Nic] | None = None,
                    machine_type: str = "q35", timeout: float = 900,
                    keep_workdir: bool = False) -> Iterator[BootedAmphora]:
     image = image.resolve()
@@ -133,11 +140,13 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     identity, public_key = ssh_keypair(workdir)
     mgmt_mac = "52:54:00:12:34:56"
     drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)
+    sriov_net = SriovNetwork.create() if sriov else None
+    nics = list(extra_nics or []) + ([sriov_net.nic()] if sriov_net else [])
 
     def spec(accel_name: str, direct=None) -> MachineSpec:
         return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
                            accel=accel_name, machine=machine_type, direct_boot=direct,
-                           mgmt_mac=mgmt_mac, extra_nics=list(extra_nics or []))
+                           mgmt_mac=mgmt_mac, extra_nics=nics)
 
     def probe(accel_name: str) -> bool:
         probe_vm = _boot(spec(accel_name), 90)
@@ -164,7 +173,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
             machine = Machine(spec(report.accel, direct))
             machine.start()
         ssh_config = _write_ssh_config(workdir, machine.ports[22], identity)
-        booted = BootedAmphora(machine, report, pki, client_files, ssh_config, workdir)
+        booted = BootedAmphora(machine, report, pki, client_files, ssh_config, workdir,
+                               sriov_net)
         report.ssh_banner_s = machine.wait_ssh_banner(timeout)
         client = booted.agent()
         report.agent_ready_s = machine.wait_for(client.info_ok, timeout, "agent API", 2.0)

@@ -231,16 +231,22 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
                                       "back to direct kernel boot only if that stalls.")
 @click.option("--workdir", help="Keep the VM's files (serial log, PKI, config drive) here.")
 @click.option("--report", help="Write the boot report as JSON to this file.")
+@click.option("--sriov", is_flag=True, help="Also run the SR-IOV scenario: an emulated igb "
+                                            "NIC's VFs as VIP and member ports, firewall rules "
+                                            "and real traffic, and a reboot.")
 @click.option("-k", "keyword", help="Only run checks matching this pytest expression.")
-def test_image(image, accel, boot, workdir, report, keyword) -> None:
+def test_image(image, accel, boot, workdir, report, sriov, keyword) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
     import pytest
 
     host.check_root()
-    checks = Path(__file__).parent / "checks" / "test_amphora.py"
-    args = [str(checks), "-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
+    checks_dir = Path(__file__).parent / "checks"
+    checks = [str(checks_dir / "test_amphora.py")]
+    if sriov:
+        checks += [str(checks_dir / "test_sriov.py"), "--amp-sriov"]
+    args = [*checks, "-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
             "--amp-image", str(Path(image).resolve()), "--amp-accel", accel,
-            "--amp-boot", boot, "-v", "-ra", "--rootdir", str(checks.parent)]
+            "--amp-boot", boot, "-v", "-ra", "--rootdir", str(checks_dir)]
     if workdir:
         args += ["--amp-workdir", str(Path(workdir).resolve())]
     if report:

@@ -122,7 +122,7 @@ class Machine:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         fmt = image_format(spec.image)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
-                        str(spec.image.resolve()), str(self.overlay)], check=True)
+                        str(self._pinned_image()), str(self.overlay)], check=True)
         self.ports = {p: free_port() for p in spec.forward_ports}
         self.serial_log.write_bytes(b"")
         cmd = self.command()
@@ -131,6 +131,16 @@ class Machine:
         with open(spec.workdir / "qemu.out", "wb") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
+
+    def _pinned_image(self) -> Path:
+        """A hard link to the image, so a rebuild replacing it cannot change a running VM."""
+        link = self.spec.workdir / "base-image"
+        link.unlink(missing_ok=True)
+        try:
+            os.link(self.spec.image.resolve(), link)
+            return link
+        except OSError:
+            return self.spec.image.resolve()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -141,6 +151,7 @@ class Machine:
                 self.proc.kill()
                 self.proc.wait()
         self.overlay.unlink(missing_ok=True)
+        (self.spec.workdir / "base-image").unlink(missing_ok=True)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -40,3 +40,9 @@ def built_image() -> Path:
 @pytest.fixture(scope="session")
 def amphora_image(built_image: Path) -> Path:
     return built_image
+
+
+@pytest.fixture(scope="session")
+def amphora_sriov() -> bool:
+    """The suite boots with the emulated SR-IOV NIC and runs the SR-IOV scenario."""
+    return True

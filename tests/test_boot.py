@@ -1,4 +1,4 @@
-"""The default --sriov image, booted in QEMU: every amphora check from amp_image.checks.
+"""The default --sriov image, booted in QEMU: the amphora checks and the SR-IOV scenario.
 
 The checks are the ones `amp-image test` runs; here they run against the image
 this test run built (the `amphora_image` fixture in conftest.py), in one VM
@@ -11,6 +11,7 @@ import pytest
 from conftest import AMP_IMAGE
 
 from amp_image.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
+from amp_image.checks.test_sriov import *  # noqa: F403  (the SR-IOV scenario, after the checks)
 
 pytestmark = pytest.mark.boot
 

@@ -22,6 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--amp-boot", default="auto", help="auto, bootloader or direct.")
     group.addoption("--amp-workdir", help="Keep VM files (serial log, PKI) here.")
     group.addoption("--amp-report", help="Write the boot report (JSON) here.")
+    group.addoption("--amp-sriov", action="store_true",
+                    help="Add an emulated SR-IOV NIC (igb) for the SR-IOV scenario.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,13 +44,20 @@ def amphora_image(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def amphora(request: pytest.FixtureRequest, amphora_image: Path):
+def amphora_sriov(request: pytest.FixtureRequest) -> bool:
+    """Boot with the emulated SR-IOV NIC; a test suite may override this fixture."""
+    return bool(request.config.getoption("--amp-sriov"))
+
+
+@pytest.fixture(scope="session")
+def amphora(request: pytest.FixtureRequest, amphora_image: Path, amphora_sriov: bool):
     config = request.config
     workdir = config.getoption("--amp-workdir")
     with booted_amphora(amphora_image,
                         workdir=Path(workdir) if workdir else None,
                         accel=config.getoption("--amp-accel"),
-                        boot=config.getoption("--amp-boot")) as booted:
+                        boot=config.getoption("--amp-boot"),
+                        sriov=amphora_sriov) as booted:
         config.stash[REPORT_KEY]["report"] = booted.report
         yield booted
 
