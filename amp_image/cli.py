@@ -99,6 +99,8 @@ def build_options(**kw) -> BuildOptions:
         datasources=kw["datasources"],
         kernel_package=kw["kernel_package"] or "",
         use_tmpfs=kw["tmpfs"],
+        compression=kw["compression"],
+        slim=kw["slim"],
         trace=kw["trace"],
     )
 
@@ -162,6 +164,10 @@ BUILD_OPTIONS = [
     click.option("--ca-bundle", help="CA bundle pip trusts during the build (default: the "
                                      "host's, from SSL_CERT_FILE/PIP_CERT/REQUESTS_CA_BUNDLE)."),
     click.option("--tmpfs/--no-tmpfs", default=True, show_default=True),
+    click.option("--compression", type=click.Choice(["zstd", "zlib"]), default="zstd",
+                 show_default=True, help="qcow2 compression (zstd needs QEMU >= 5.1 to read)."),
+    click.option("--slim/--no-slim", default=True, show_default=True,
+                 help="Leave out docs, translations and kernel modules no amphora uses."),
     click.option("--log-file", help="DIB log (default: OUTPUT.log beside the image)."),
     click.option("--trace", is_flag=True, help="DIB shell tracing (-x)."),
     click.option("--publish-dir", help="After the build, publish the image here "

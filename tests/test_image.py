@@ -17,7 +17,7 @@ pytestmark = pytest.mark.image
 
 REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "nftables", "cryptsetup-bin",
                      "cloud-init", "rsyslog", "python3", "linux-image-amd64")
-BUILD_ONLY = re.compile(r"^(gcc(-\d+)?|g\+\+(-\d+)?|make|build-essential|libc6-dev|"
+BUILD_ONLY = re.compile(r"^(git|perl|gcc(-\d+)?|g\+\+(-\d+)?|make|build-essential|libc6-dev|"
                         r"linux-headers-.*|python3(\.\d+)?-dev)$")
 AGENT_TOOLS = ("amphora-agent", "amphora-health-checker", "amphora-interface",
                "haproxy-vrrp-check", "prometheus-proxy")

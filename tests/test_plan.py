@@ -214,3 +214,18 @@ def test_work_dir_and_cache():
 def test_plan_is_pure():
     assert plan() == plan()
     assert plan().as_dict() == plan().as_dict()
+
+
+def test_qcow2_compression_and_slim():
+    p = plan()
+    assert p.dib_args[p.dib_args.index("--qemu-img-options") + 1] == "compression_type=zstd"
+    assert p.env["DIB_AMP_SLIM"] == "1"
+    p = plan(compression="zlib", slim=False)
+    assert "compression_type=zlib" in p.dib_args
+    assert p.env["DIB_AMP_SLIM"] == "0"
+    assert "--qemu-img-options" not in plan(image_format="raw").dib_args
+
+
+def test_unknown_compression():
+    with pytest.raises(PlanError, match="compression 'xz'"):
+        plan(compression="xz")

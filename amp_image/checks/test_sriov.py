@@ -194,8 +194,14 @@ def test_reboot_restores_rules_before_traffic(vm, amphora_host, ports):
         if new_boot != old_boot:
             break
     assert new_boot != old_boot, "the amphora did not come back from the reboot"
+    # sshd is up before the boot is: wait for systemd to finish starting units.
+    state = host.run("timeout 300 systemctl is-system-running --wait").stdout.strip()
+    diagnostics = host.run(
+        "systemctl --no-pager status amp-test-sriov-host amphora-netns "
+        f"haproxy-{LB_ID} 2>&1 | tail -40; ip -br link").stdout
+    assert state in ("running", "degraded"), diagnostics
     ruleset = netns_ruleset(host)
-    assert "policy drop;" in ruleset
+    assert "policy drop;" in ruleset, diagnostics
     assert f"ip saddr {sriov.GATEWAY} tcp dport {sriov.OTHER_PORT} accept" in ruleset
     # The netns unit loads the rules before it brings the VIP up, and haproxy
     # starts only after it: nothing listened on the VIP unfiltered.
