@@ -280,6 +280,10 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         "DIB_AMP_SLIM": "1" if opts.slim else "0",
     }
     if base.name == "debian":
+        # Keep the debootstrap result as a tarball in the cache and start from
+        # it next time (apt then upgrades it): ~15 s off every warm build.
+        env["DIB_DEBOOTSTRAP_CACHE"] = "1"
+        env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] = "1"
         env["DIB_DISTRIBUTION_MIRROR"] = host.distribution_mirror
         env["DIB_DEBIAN_SECURITY_MIRROR"] = security_mirror_for(host.distribution_mirror)
     env.update(_agent_env(opts, constraints_file))

@@ -35,6 +35,7 @@ def test_default_plan_is_sriov_ready_debian_trixie():
     assert p.env["DIB_OCTAVIA_AMP_USE_NFTABLES"] == "True"
     assert p.env["DIB_PYTHON_VERSION"] == "3"
     assert p.env["DIB_CLOUD_INIT_DATASOURCES"] == "ConfigDrive"
+    assert p.env["DIB_DEBOOTSTRAP_CACHE"] == p.env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] == "1"
     assert p.env["DIB_AMP_AGENT_SOURCE_TYPE"] == "pypi"
     assert p.env["DIB_AMP_AGENT_VERSION"] == "19.0.0"
     assert p.env["DIB_AMP_VF_DRIVERS"].split() == [
