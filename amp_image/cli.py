@@ -101,6 +101,7 @@ def build_options(**kw) -> BuildOptions:
         use_tmpfs=kw["tmpfs"],
         compression=kw["compression"],
         slim=kw["slim"],
+        ca_in_image=kw["ca_in_image"],
         trace=kw["trace"],
     )
 
@@ -163,6 +164,8 @@ BUILD_OPTIONS = [
     click.option("--kernel-package", help="Install this kernel package as well."),
     click.option("--ca-bundle", help="CA bundle pip trusts during the build (default: the "
                                      "host's, from SSL_CERT_FILE/PIP_CERT/REQUESTS_CA_BUNDLE)."),
+    click.option("--ca-in-image", is_flag=True, help="Also add that CA bundle to the image's "
+                                                     "trust store (default: build time only)."),
     click.option("--tmpfs/--no-tmpfs", default=True, show_default=True),
     click.option("--compression", type=click.Choice(["zstd", "zlib"]), default="zstd",
                  show_default=True, help="qcow2 compression (zstd needs QEMU >= 5.1 to read)."),

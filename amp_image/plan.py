@@ -129,6 +129,7 @@ class BuildOptions:
     trace: bool = False
     compression: str = "zstd"
     slim: bool = True
+    ca_in_image: bool = False
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,8 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         env["DIB_AMP_VF_DRIVERS"] = " ".join(opts.vf_drivers)
     if host.ca_bundle:
         env["DIB_AMP_CA_BUNDLE"] = host.ca_bundle
+        if opts.ca_in_image:
+            env["DIB_AMP_CA_IN_IMAGE"] = "1"
     if opts.root_password:
         env["DIB_PASSWORD"] = opts.root_password
     if opts.kernel_package:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import no_cloud_env
 
 from amp_image import cloud, publish_cli
 from amp_image import openstack_config as osc
@@ -165,13 +166,6 @@ def test_flavor_data_keys_match_octavias_schema():
     osc.validate_flavor_data({"loadbalancer_topology": "ACTIVE_STANDBY", "sriov_vip": True})
 
 
-def no_cloud_env(tmp_path):
-    """No OS_CLOUD, no openrc, and a clouds.yaml search path that finds nothing."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    return {"OS_CLOUD": None, "OS_AUTH_URL": None,
-            "OS_CLIENT_CONFIG_FILE": str(empty / "clouds.yaml"),
-            "HOME": str(empty), "XDG_CONFIG_HOME": str(empty)}
 
 
 def test_apply_without_cloud(tmp_path):

@@ -230,3 +230,8 @@ def test_qcow2_compression_and_slim():
 def test_unknown_compression():
     with pytest.raises(PlanError, match="compression 'xz'"):
         plan(compression="xz")
+
+
+def test_ca_bundle_stays_out_of_the_image_unless_asked():
+    assert "DIB_AMP_CA_IN_IMAGE" not in plan().env
+    assert plan(ca_in_image=True).env["DIB_AMP_CA_IN_IMAGE"] == "1"

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from helpers import no_cloud_env
 
 from amp_image import imagefs, publish, publish_cli, sbom
 from amp_image.cli import main
@@ -227,12 +228,6 @@ def test_prefix_and_force_replace_whole_folder(built_image, scratch):
     assert list(scratch.iterdir()) == [dest]
 
 
-def no_cloud_env(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    return {"OS_CLOUD": None, "OS_AUTH_URL": None,
-            "OS_CLIENT_CONFIG_FILE": str(empty / "clouds.yaml"),
-            "HOME": str(empty), "XDG_CONFIG_HOME": str(empty)}
 
 
 def assert_one_line_error(result, message):
