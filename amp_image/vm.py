@@ -7,9 +7,11 @@ connection before the guest listens, so a bare TCP accept proves nothing).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,6 +27,12 @@ QEMU = "qemu-system-x86_64"
 # kernel's decompressor behind: the accelerator works.
 KERNEL_RUNNING = ("Run /init as init process", "systemd[1]:", "Welcome to")
 ACCEL_CACHE = Path("~/.cache/amp-image/accel.json").expanduser()
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child: get SIGKILL if the harness dies, so no VM outlives it."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -130,7 +138,8 @@ class Machine:
         self.started = time.monotonic()
         with open(spec.workdir / "qemu.out", "wb") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
 
     def _pinned_image(self) -> Path:
         """A hard link to the image, so a rebuild replacing it cannot change a running VM."""
