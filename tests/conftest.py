@@ -46,3 +46,9 @@ def amphora_image(built_image: Path) -> Path:
 def amphora_sriov() -> bool:
     """The suite boots with the emulated SR-IOV NIC and runs the SR-IOV scenario."""
     return True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Boot tests last: their VM lives for the rest of the session, and the
+    real builds in other tests should not share the two cores with it."""
+    items.sort(key=lambda item: item.get_closest_marker("boot") is not None)
