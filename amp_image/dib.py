@@ -222,7 +222,7 @@ def run_build(
     if rc != 0:
         _cleanup_failed(work_dir, out_dir, emit)
         raise BuildError(f"disk-image-create failed (exit {rc}); see {log_file}"
-                         f"{_last_error(log_file)}")
+                         f"{_last_error(log_file, plan.elements)}")
     built = out_dir / f"{plan.image_name}.{plan.image_format}"
     if not built.is_file():
         raise BuildError(f"disk-image-create succeeded but wrote no {built.name}; see {log_file}")
@@ -238,14 +238,25 @@ def _cleanup_failed(work_dir: Path, out_dir: Path, emit: Callable[[str], None]) 
     shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _last_error(log_file: Path) -> str:
-    """The most telling line of a failed build, for the one-line error."""
+def _last_error(log_file: Path, elements: tuple[str, ...] = ()) -> str:
+    """The most telling line of a failed build, for the one-line error.
+
+    Our elements report failures as "<element>: <what and how to fix>"; the
+    first line of the last such run wins.  Otherwise the last ERROR or E: line.
+    """
     try:
-        lines = log_file.read_text(errors="replace").splitlines()
+        lines = [line.split(" | ", 1)[-1].strip()
+                 for line in log_file.read_text(errors="replace").splitlines()]
     except OSError:
         return ""
-    for line in reversed(lines):
-        text = line.split(" | ", 1)[-1].strip()
-        if re.search(r"\b(error|missing|failed|E:)", text, re.IGNORECASE) and len(text) < 300:
+    prefixes = tuple(f"{element}: " for element in elements)
+    for i in range(len(lines) - 1, -1, -1):
+        if prefixes and lines[i].startswith(prefixes):
+            element = lines[i].split(": ", 1)[0]
+            while i > 0 and lines[i - 1].startswith(f"{element}: "):
+                i -= 1
+            return f": {lines[i]}"
+    for text in reversed(lines):
+        if re.match(r"(ERROR\b|Error\b|E: )", text) and len(text) < 300:
             return f": {text}"
     return ""

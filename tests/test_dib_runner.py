@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from amp_image.dib import Progress, dib_environment
+from amp_image.dib import Progress, _last_error, dib_environment
 from amp_image.plan import BuildOptions, HostContext, make_plan
 
 
@@ -34,3 +34,21 @@ def test_progress_reports_phase_and_script_once():
         progress.feed("2026-11-25 09:00:00.000 | " + log_line)
     assert [line.split("] ", 1)[1] for line in lines] == [
         "root.d", "root.d/08-debootstrap", "install.d/75-amphora-agent-install"]
+
+
+def test_last_error_names_the_element_message(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("\n".join("2026-11-25 10:00:00.000 | " + line for line in [
+        "ERROR: an earlier, unrelated error",
+        "sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo",
+        "sriov-vf-drivers: install a kernel that ships them",
+        "Unmount /work/test_missing_thing_failed/mnt/proc",
+    ]))
+    assert _last_error(log, ("vm", "sriov-vf-drivers")) == (
+        ": sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo")
+
+
+def test_last_error_falls_back_to_error_lines(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("x | E: Unable to locate package nope\nx | Unmount /failed/path\n")
+    assert _last_error(log, ("vm",)) == ": E: Unable to locate package nope"
