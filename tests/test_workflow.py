@@ -30,7 +30,7 @@ def test_release_builds_tests_and_publishes_each_release():
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert "./scripts/setup-host" in runs
     assert '.venv/bin/amp-image build --sriov --release "$RELEASE" -o "$IMAGE"' in runs
-    assert '.venv/bin/amp-image test "$IMAGE"' in runs
+    assert '.venv/bin/amp-image test --sriov "$IMAGE"' in runs
     assert '.venv/bin/amp-image publish "$IMAGE" --dest "dist/$RELEASE"' in runs
     assert 'sha256sum -c "$RELEASE-SHA256SUMS"' in runs
     release = workflow["jobs"]["release"]
