@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def build_options(**kw) -> BuildOptions:
         ca_in_image=kw["ca_in_image"],
         trace=kw["trace"],
     )
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def print_plan(plan: BuildPlan) -> None:
@@ -210,6 +215,8 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
         host.check_tools()
         if not os.access(opts.output.parent, os.W_OK):
             raise PlanError(f"cannot write to {opts.output.parent}; choose another -o")
+        # A build stopped with SIGTERM (CI timeouts, systemd) cleans up like Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
         log = _resolve(log_file) or opts.output.with_name(opts.output.name + ".log")
         click.echo(f"building {opts.output.name}: {plan.options.base_os} "
                    f"{plan.env['DIB_RELEASE']} {plan.env['ARCH']}, agent "

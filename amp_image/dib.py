@@ -180,6 +180,9 @@ def run_build(
     opts = plan.options
     work_dir = opts.work_dir
     out_dir = work_dir / "out"
+    # A build killed outright (SIGKILL, power loss) could not clean up: do it now.
+    for action in release_leftovers(work_dir) if work_dir.exists() else []:
+        emit(f"cleanup of an earlier build: {action}")
     for d in (work_dir / "tmp", opts.cache_dir):
         d.mkdir(parents=True, exist_ok=True)
     if out_dir.exists():

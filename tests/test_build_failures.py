@@ -44,7 +44,8 @@ def test_missing_vf_driver_fails_the_build_naming_it(built_image, tmp_path):
     assert leftovers(work) == []
 
 
-def test_interrupted_build_cleans_up(built_image, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_build_cleans_up(built_image, tmp_path, stop):
     work, output = tmp_path / "work", tmp_path / "x.qcow2"
     proc = subprocess.Popen(
         [AMP_IMAGE, "build", "--sriov", "-o", str(output), "--work-dir", str(work)],
@@ -57,7 +58,7 @@ def test_interrupted_build_cleans_up(built_image, tmp_path):
         if "finalise.d/" in line or time.monotonic() > deadline:
             break
     assert leftovers(work), "expected the build to have its file system mounted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     proc.stdout.read()
     assert proc.wait(timeout=300) != 0
     assert not output.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -80,6 +81,9 @@ def test_agent_version_and_pyroute2(root):
     record = (root / "etc/amp-image/amphora-agent").read_text()
     assert "AMPHORA_AGENT_VERSION=19.0.0" in record
     assert "AMPHORA_AGENT_SOURCE_TYPE=pypi" in record
+    vendored = Path(__file__).parent.parent / "amp_image/data/upper-constraints-2026.2.txt"
+    digest = hashlib.sha256(vendored.read_bytes()).hexdigest()
+    assert f"AMPHORA_AGENT_CONSTRAINTS_SHA256={digest}" in record
 
 
 def test_octavia_dirs(root):
