@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amp_image.inventory import key_values, parse_vf_drivers
+
 
 @dataclass
 class ImageRecord:
@@ -17,10 +19,7 @@ class ImageRecord:
 
 
 def _key_values(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
+    return key_values(path.read_text()) if path.is_file() else {}
 
 
 def _dpkg_manifest(manifests: Path) -> dict[str, str]:
@@ -43,7 +42,6 @@ def read_record(manifests_dir: Path | None) -> ImageRecord:
     if (ours / "kernels").is_file():
         record.kernels = (ours / "kernels").read_text().split()
     if (ours / "vf-drivers").is_file():
-        record.vf_drivers = [line.split()[0] for line in
-                             (ours / "vf-drivers").read_text().splitlines() if line.strip()]
+        record.vf_drivers = [d.module for d in parse_vf_drivers((ours / "vf-drivers").read_text())]
     record.packages = _dpkg_manifest(base)
     return record
