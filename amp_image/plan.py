@@ -69,6 +69,7 @@ AMPHORA_ELEMENTS = (
     "ipvsadmin",
     "remove-default-ints",
     "amphora-nftables",
+    "amphora-sos",
     "pip-cache",
 )
 

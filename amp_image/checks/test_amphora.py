@@ -12,13 +12,19 @@ import pytest
 import requests
 
 REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "nftables", "cryptsetup-bin",
-                     "cloud-init")
+                     "cloud-init", "sos")
 COMPILERS = ("gcc", "cc", "g++", "c++", "make")
 HAPROXY_SYSCTLS = {
     "net.ipv4.ip_nonlocal_bind": "1",
     "net.core.somaxconn": "65534",
     "net.ipv4.tcp_tw_reuse": "1",
     "net.ipv4.ip_local_port_range": "1025\t65534",
+    "net.ipv4.tcp_mtu_probing": "1",
+    "net.ipv4.tcp_keepalive_time": "300",
+    "net.core.rmem_max": "67108864",
+    "net.core.wmem_max": "67108864",
+    "net.ipv4.tcp_rmem": "4096\t87380\t33554432",
+    "net.ipv4.ping_group_range": "0\t2147483647",
 }
 
 
@@ -41,7 +47,7 @@ def test_no_compiler(amphora_host, compiler):
 
 # --- services -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs"])
+@pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs", "prometheus-proxy"])
 def test_service_active_and_enabled(amphora_host, unit):
     service = amphora_host.service(unit)
     assert service.is_running
@@ -120,6 +126,26 @@ def test_every_vf_driver_loads(amphora_host):
 @pytest.mark.parametrize("key,value", sorted(HAPROXY_SYSCTLS.items()))
 def test_haproxy_sysctl(amphora_host, key, value):
     assert amphora_host.check_output(f"sysctl -n {key}") == value
+
+
+def test_ping_wrapper_as_haproxy_runs_it(amphora_host):
+    """PING health monitors: haproxy (user nobody) runs the wrapper with the member's
+    address in HAPROXY_SERVER_ADDR; up is exit 0, an address nobody answers is not."""
+    wrapper = amphora_host.file("/var/lib/octavia/ping-wrapper.sh")
+    assert wrapper.mode == 0o755
+    run = "runuser -u nobody -- env HAPROXY_SERVER_ADDR={} /var/lib/octavia/ping-wrapper.sh"
+    assert amphora_host.run(run.format("127.0.0.1")).rc == 0
+    assert amphora_host.run(run.format("::1")).rc == 0
+    # An address that answers nothing, without sending a packet off the VM.
+    amphora_host.run_expect([0], "ip route replace blackhole 198.51.100.7/32")
+    try:
+        assert amphora_host.run(run.format("198.51.100.7")).rc != 0
+    finally:
+        amphora_host.run("ip route del blackhole 198.51.100.7/32")
+
+
+def test_sos_report_runs(amphora_host):
+    assert "sos" in amphora_host.check_output("sos --version 2>&1 || true").lower()
 
 
 # --- security -------------------------------------------------------------------------
