@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 import yaml
 
 from amp_image import dib, host, publish_cli
+from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.plan import (
     BASE_OSES,
@@ -26,11 +26,6 @@ from amp_image.plan import (
 )
 from amp_image.publish import publish_image
 from amp_image.records import read_record
-
-
-def fail(message: str, code: int = 2) -> None:
-    click.echo(f"amp-image: error: {message}", err=True)
-    sys.exit(code)
 
 
 def parse_agent_source(spec: str | None) -> AgentSource:
@@ -105,10 +100,6 @@ def build_options(**kw) -> BuildOptions:
         ca_in_image=kw["ca_in_image"],
         trace=kw["trace"],
     )
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def print_plan(plan: BuildPlan) -> None:
@@ -215,8 +206,7 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
         host.check_tools()
         if not os.access(opts.output.parent, os.W_OK):
             raise PlanError(f"cannot write to {opts.output.parent}; choose another -o")
-        # A build stopped with SIGTERM (CI timeouts, systemd) cleans up like Ctrl-C.
-        signal.signal(signal.SIGTERM, _interrupt)
+        stop_on_sigterm()
         log = _resolve(log_file) or opts.output.with_name(opts.output.name + ".log")
         click.echo(f"building {opts.output.name}: {plan.options.base_os} "
                    f"{plan.env['DIB_RELEASE']} {plan.env['ARCH']}, agent "

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from amp_image import cloud
 from amp_image import openstack_config as osconfig
+from amp_image.cliutil import fail
 from amp_image.errors import AmpImageError
 from amp_image.publish import DEFAULT_TAG, PublishResult, publish_image
-
-
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"amp-image: error: {message}", err=True)
-    sys.exit(code)
 
 
 def _size(n: int) -> str:
@@ -61,7 +56,7 @@ def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, clou
             name=name, tag=tag, manifests=Path(manifests).expanduser() if manifests else None,
             prefix=prefix, copy=copy, force=force, emit=click.echo)
     except AmpImageError as exc:
-        fail(str(exc))
+        fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted; nothing was published", 130)
     print_published(result)
@@ -111,12 +106,12 @@ def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
         conn = cloud.connect(cloud_name)
         osconfig.apply(opts, conn, emit=click.echo)
     except AmpImageError as exc:
-        fail(str(exc))
+        fail(str(exc), 1)
     except Exception as exc:
         if not do_apply:
             raise
         fail(f"openstack-config --apply failed: {cloud.one_line(exc)}; what is done is "
-             "listed above, and re-running --apply completes the rest")
+             "listed above, and re-running --apply completes the rest", 1)
 
 
 COMMANDS = (publish, openstack_config)

@@ -104,3 +104,13 @@ def test_agent_source_folders(tmp_path):
     empty.mkdir()
     with pytest.raises(PlanError, match="neither wheels nor setup.py"):
         parse_agent_source(str(empty))
+
+
+def test_one_fail_for_every_command():
+    """build, publish and openstack-config report errors through the same function."""
+    from amp_image import cli, cliutil, publish_cli
+
+    assert cli.fail is publish_cli.fail is cliutil.fail
+    defined = [p.name for p in Path(cli.__file__).parent.glob("*.py")
+               if "\ndef fail(" in p.read_text()]
+    assert defined == ["cliutil.py"]
