@@ -24,7 +24,7 @@ from amp_image.plan import (
     BuildPlan,
     make_plan,
 )
-from amp_image.publish import publish_image
+from amp_image.publish import check_dest, publish_image, published_names
 from amp_image.records import read_record
 
 
@@ -169,8 +169,9 @@ BUILD_OPTIONS = [
                  help="Leave out docs, translations and kernel modules no amphora uses."),
     click.option("--log-file", help="DIB log (default: OUTPUT.log beside the image)."),
     click.option("--trace", is_flag=True, help="DIB shell tracing (-x)."),
-    click.option("--publish-dir", help="After the build, publish the image here "
-                                       "(as amp-image publish --dest)."),
+    click.option("--publish-dir", help="After the build, publish the image here (as amp-image "
+                                       "publish --dest, without --force: a new or empty folder, "
+                                       "or one amp-image published into)."),
     click.option("--dry-run", is_flag=True, help="Print the resolved plan and exit."),
     click.option("-v", "--verbose", is_flag=True, help="Stream DIB's full output."),
 ]
@@ -196,6 +197,11 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
         opts = build_options(**kw)
         context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
         plan = make_plan(opts, context, dib.elements_dir())
+        publish_to = _resolve(publish_dir)
+        if publish_to:
+            # Before the build, not after it: a folder holding other files is refused.
+            check_dest(publish_to, published_names(opts.output.name, ""), force=False,
+                       option="--publish-dir")
         if opts.root_password:
             click.echo("amp-image: warning: --root-password makes a debug image; never use it "
                        "for production amphorae", err=True)
@@ -219,10 +225,10 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
     except KeyboardInterrupt:
         fail("interrupted; build cleaned up", 130)
     print_summary(plan, result)
-    if publish_dir:
+    if publish_to:
         try:
-            published = publish_image(result.image, Path(publish_dir).expanduser(),
-                                      force=True, emit=click.echo)
+            published = publish_image(result.image, publish_to, option="--publish-dir",
+                                      emit=click.echo)
         except AmpImageError as exc:
             fail(f"built {result.image}, but publishing failed: {exc}", 1)
         publish_cli.print_published(published)

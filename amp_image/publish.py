@@ -9,8 +9,20 @@ read from the image itself offline:
   matching ``openstack image create`` command;
 * ``SHA256SUMS``: checksums of every other file, for ``sha256sum -c``.
 
-Everything is written into a temporary folder beside DEST and renamed into
-place at the end, so a failure leaves DEST as it was.
+Publishing never deletes what amp-image did not create.  DEST may be new,
+empty, or a folder amp-image published into before: ``.amp-image-published.json``
+in it lists the files amp-image put there, and only those are replaced (files
+of an earlier publication that this one does not write are removed); every
+other file stays.  A non-empty folder without that record is refused, unless
+``--force`` asks to publish beside its files (which are still kept, and never
+overwritten).
+
+Everything is first written into a staging folder inside DEST
+(``.amp-image-staging.*``), so a failure while writing leaves DEST as it was.
+Then each file is renamed into place (an atomic replace per file: a reader
+sees the old file or the new one, never a partial one), SHA256SUMS last.  The
+record lists the old and new files while they are swapped, so even a publish
+killed half-way leaves every file it wrote to the next publish to replace.
 """
 
 from __future__ import annotations
@@ -36,6 +48,10 @@ from amp_image.inventory import ImageInventory, read_inventory
 MANIFEST_FILE = "manifest.json"
 GLANCE_FILE = "glance.json"
 SUMS_FILE = "SHA256SUMS"
+# What amp-image published into DEST (see the module docstring).
+MARKER_FILE = ".amp-image-published.json"
+MARKER_SCHEMA = "amp-image-published/1"
+STAGING_PREFIX = ".amp-image-staging."
 MANIFEST_SCHEMA = "amp-image-manifest/1"
 DEFAULT_TAG = "amphora"
 
@@ -222,7 +238,65 @@ def place_image(image: Path, dest: Path, copy: bool) -> None:
     shutil.copystat(image, dest)
 
 
-def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool) -> str:
+def published_names(image_name: str, prefix: str) -> list[str]:
+    """The files a publication writes, in the order they are put in place."""
+    return [image_name, prefix + MANIFEST_FILE, prefix + sbom.SBOM_FILE, prefix + GLANCE_FILE,
+            prefix + SUMS_FILE]
+
+
+def read_marker(dest: Path) -> list[str]:
+    """The files amp-image published into dest, from its record there (none: [])."""
+    try:
+        data = json.loads((dest / MARKER_FILE).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise PublishError(f"{dest / MARKER_FILE} is unreadable ({exc}); move it away and "
+                           "publish into a new or empty folder") from None
+    if not isinstance(data, dict) or data.get("schema") != MARKER_SCHEMA \
+            or not isinstance(data.get("files"), list):
+        raise PublishError(f"{dest / MARKER_FILE} is not amp-image's record; move it away and "
+                           "publish into a new or empty folder")
+    return [name for name in data["files"] if isinstance(name, str) and "/" not in name]
+
+
+def write_marker(dest: Path, files: list[str]) -> None:
+    tmp = dest / f"{MARKER_FILE}.new"
+    tmp.write_text(json.dumps({"schema": MARKER_SCHEMA, "files": sorted(set(files))},
+                              indent=2) + "\n")
+    os.replace(tmp, dest / MARKER_FILE)
+
+
+def foreign_entries(dest: Path) -> list[str]:
+    """What dest holds that amp-image did not publish there (its own record and staging
+    folders aside)."""
+    ours = set(read_marker(dest)) | {MARKER_FILE, f"{MARKER_FILE}.new"}
+    return sorted(p.name for p in dest.iterdir()
+                  if p.name not in ours and not p.name.startswith(STAGING_PREFIX))
+
+
+def check_dest(dest: Path, names: list[str], *, force: bool, option: str = "--dest") -> None:
+    """DEST may be new, empty or one amp-image published into; other files there are
+    never touched.  A non-empty folder amp-image did not publish into needs force."""
+    if dest.exists() and not dest.is_dir():
+        raise PublishError(f"{option} {dest} is a file; give a folder")
+    if not dest.is_dir():
+        return
+    foreign = foreign_entries(dest)
+    if foreign and not force and not (dest / MARKER_FILE).is_file():
+        shown = ", ".join(f"'{n}'" for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        hint = " (or pass --force to publish beside them; they are kept)" \
+            if option == "--dest" else ""
+        raise PublishError(f"{option} {dest} holds files amp-image did not publish ({shown}); "
+                           f"choose a new or empty folder{hint}")
+    clash = sorted(set(foreign) & set(names))
+    if clash:
+        raise PublishError(f"{option} {dest} already has '{clash[0]}', which amp-image did not "
+                           "publish and will not overwrite; move it away or use --prefix")
+
+
+def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool,
+                 option: str = "--dest") -> str:
     """Validate before touching anything; return the Glance disk format."""
     if not image.is_file():
         raise PublishError(f"{image}: no such image; pass the .qcow2 (or .raw/.vhd) file "
@@ -234,11 +308,7 @@ def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool
         raise PublishError(f"--prefix '{prefix}': use letters, digits, '.', '_' or '-'")
     if not name.strip() or len(name) > 255:
         raise PublishError(f"image name '{name}': give 1 to 255 characters")
-    if dest.exists() and not dest.is_dir():
-        raise PublishError(f"--dest {dest} is a file; give a folder")
-    if dest.is_dir() and any(dest.iterdir()) and not force:
-        raise PublishError(f"--dest {dest} is not empty; choose an empty folder or pass --force "
-                           "to replace it")
+    check_dest(dest, published_names(image.name, prefix), force=force, option=option)
     if dest.resolve() == image.parent.resolve() or image.resolve().is_relative_to(dest.resolve()):
         raise PublishError(f"--dest {dest} holds the image itself; publish to another folder")
     if os.geteuid() != 0:
@@ -256,20 +326,24 @@ def virtual_size(image: Path) -> int:
     return int(info["virtual-size"])
 
 
-def swap_into_place(tmp: Path, dest: Path) -> None:
-    """Rename the finished folder to DEST; an existing DEST is replaced whole."""
-    if not dest.exists():
-        tmp.rename(dest)
-        return
-    if not any(dest.iterdir()):
-        dest.rmdir()
-        tmp.rename(dest)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-    old.rmdir()
-    dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
+def swap_into_place(staging: Path, dest: Path, names: list[str]) -> None:
+    """Rename the staged files into dest, replacing amp-image's earlier ones only."""
+    earlier = read_marker(dest)
+    # While swapping, the record covers both publications: whatever happens,
+    # the next publish knows every file here that is amp-image's.
+    write_marker(dest, [*earlier, *names])
+    for name in names:
+        os.replace(staging / name, dest / name)
+    for name in sorted(set(earlier) - set(names)):
+        (dest / name).unlink(missing_ok=True)
+    write_marker(dest, names)
+
+
+def remove_stale_staging(dest: Path) -> None:
+    """Staging folders a killed publish left (only amp-image's, by their name)."""
+    for path in dest.glob(STAGING_PREFIX + "*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -298,7 +372,7 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
     write_json(folder / (prefix + MANIFEST_FILE), manifest)
     (folder / (prefix + sbom.SBOM_FILE)).write_text(sbom_text)
     write_json(folder / (prefix + GLANCE_FILE), glance)
-    names = [image.name, prefix + MANIFEST_FILE, prefix + sbom.SBOM_FILE, prefix + GLANCE_FILE]
+    names = published_names(image.name, prefix)[:-1]
     write_sums(folder, names, prefix + SUMS_FILE)
     return manifest, glance
 
@@ -318,6 +392,7 @@ def upload_to_glance(spec: dict, image_path: Path, cloud_name: str | None) -> st
 def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: str | None = None,
                   name: str = "", tag: str = DEFAULT_TAG, manifests: Path | None = None,
                   prefix: str = "", copy: bool = False, force: bool = False,
+                  option: str = "--dest",
                   emit: Callable[[str], None] = lambda _: None) -> PublishResult:
     """Publish image into dest (see the module docstring); upload it to Glance if asked.
 
@@ -326,7 +401,7 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
     """
     image, dest = Path(image).absolute(), Path(dest).absolute()
     name = name or image_stem(image)
-    disk_format = check_inputs(image, dest, prefix=prefix, name=name, force=force)
+    disk_format = check_inputs(image, dest, prefix=prefix, name=name, force=force, option=option)
     if upload:
         cloud.check_cloud(cloud_name)
     manifests = manifests or default_manifests(image)
@@ -339,18 +414,25 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
     warnings = [] if inventory.elements else [
         f"no DIB manifests in the image or at {manifests}: elements and build environment "
         "are left empty; pass --manifests NAME.d/dib-manifests"]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    if created:
+        dest.chmod(0o755)
+    remove_stale_staging(dest)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
+    names = published_names(image.name, prefix)
     try:
         emit(f"writing {dest}")
-        manifest, glance = publish_files(image, tmp, inventory, disk_format=disk_format,
+        manifest, glance = publish_files(image, staging, inventory, disk_format=disk_format,
                                          name=name, tag=tag, prefix=prefix, copy=copy)
-        tmp.chmod(0o755)
-        swap_into_place(tmp, dest)
+        swap_into_place(staging, dest, names)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(p.name != MARKER_FILE for p in dest.iterdir()):
+            shutil.rmtree(dest, ignore_errors=True)
         raise
-    files = {p.name: p.stat().st_size for p in sorted(dest.iterdir())}
+    shutil.rmtree(staging, ignore_errors=True)
+    files = {n: (dest / n).stat().st_size for n in sorted(names)}
     result = PublishResult(dest=dest, image=dest / image.name, files=files, manifest=manifest,
                            glance=glance, warnings=warnings)
     if not upload:
@@ -363,7 +445,7 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
     except Exception as exc:
         raise PublishError(f"published {dest}, but the Glance upload failed: "
                            f"{cloud.one_line(exc)}; the files are complete: upload with the "
-                           "command in glance.json, or publish again with --force --upload"
+                           "command in glance.json, or publish again with --upload"
                            ) from None
     return dataclasses.replace(result, glance_image_id=image_id,
                                uploaded_to=cloud_name or "OS_* variables")

@@ -33,8 +33,9 @@ def print_published(result: PublishResult) -> None:
 
 @click.command("publish")
 @click.argument("image")
-@click.option("--dest", required=True, help="Folder to publish into (created; must be empty "
-                                            "unless --force).")
+@click.option("--dest", required=True, help="Folder to publish into: new, empty, or one "
+                                            "amp-image published into (only its own files "
+                                            "there are replaced).")
 @click.option("--name", default="", help="Glance image name (default: the file name without "
                                          "its extension).")
 @click.option("--tag", default=DEFAULT_TAG, show_default=True,
@@ -44,7 +45,8 @@ def print_published(result: PublishResult) -> None:
 @click.option("--prefix", default="", help="Prefix for the metadata files' names (e.g. "
                                            "'trixie-' for release assets).")
 @click.option("--copy", is_flag=True, help="Copy the image even where a hard link would do.")
-@click.option("--force", is_flag=True, help="Replace --dest if it holds files.")
+@click.option("--force", is_flag=True, help="Publish into --dest even though it holds other "
+                                            "files (they are kept, never overwritten).")
 @click.option("--upload", is_flag=True, help="Also create the image in Glance (openstacksdk; "
                                              "needs amp-image[openstack] and a cloud).")
 @click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --upload (default: $OS_CLOUD).")

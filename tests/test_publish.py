@@ -125,7 +125,8 @@ def load(dest: Path, name: str) -> dict:
 @pytest.mark.image
 def test_published_files(published, built_image):
     assert sorted(p.name for p in published.iterdir()) == sorted(
-        [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json"])
+        [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json",
+         publish.MARKER_FILE])
     assert not list(published.parent.glob(".out.*"))
 
 
@@ -133,7 +134,8 @@ def test_published_files(published, built_image):
 def test_checksums_verify(published):
     listed = [line.split("  ", 1)[1] for line in
               (published / "SHA256SUMS").read_text().splitlines()]
-    assert sorted(listed) == sorted(p.name for p in published.iterdir() if p.name != "SHA256SUMS")
+    assert sorted(listed) == sorted(p.name for p in published.iterdir()
+                                    if p.name not in ("SHA256SUMS", publish.MARKER_FILE))
     result = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=published,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -211,16 +213,16 @@ def test_glance_json(published, built_image):
 
 
 @pytest.mark.image
-def test_prefix_and_force_replace_whole_folder(built_image, scratch):
+def test_prefix_and_force_publish_beside_other_files(built_image, scratch):
     dest = scratch / "rel"
     dest.mkdir()
-    (dest / "stale.txt").write_text("old")
+    (dest / "notes.txt").write_text("mine")
     result = publish.publish_image(built_image, dest, prefix="trixie-", force=True,
                                    name="amphora-trixie", tag="amp")
     assert sorted(result.files) == sorted([
         built_image.name, "trixie-SHA256SUMS", "trixie-manifest.json", "trixie-sbom.cdx.json",
         "trixie-glance.json"])
-    assert not (dest / "stale.txt").exists()
+    assert (dest / "notes.txt").read_text() == "mine"
     assert subprocess.run(["sha256sum", "-c", "trixie-SHA256SUMS"], cwd=dest,
                           capture_output=True).returncode == 0
     glance = load(dest, "trixie-glance.json")
@@ -274,7 +276,8 @@ def test_failed_upload_keeps_the_complete_publication(built_image, scratch):
 @pytest.mark.parametrize("setup,args,message", [
     ("missing", [], "no such image"),
     ("tar", [], "is a tar archive, not a bootable disk"),
-    ("nonempty", [], "is not empty; choose an empty folder or pass --force"),
+    ("nonempty", [], "holds files amp-image did not publish ('keep'); choose a new or empty "
+                     "folder (or pass --force to publish beside them; they are kept)"),
     ("destfile", [], "is a file; give a folder"),
     ("image", ["--prefix", "../x"], "--prefix '../x'"),
     ("image", ["--name", " "], "image name ' '"),
@@ -322,3 +325,198 @@ def test_failure_while_writing_leaves_nothing(built_image, scratch, monkeypatch)
     with pytest.raises(sbom.SbomError):
         publish.publish_image(built_image, dest)
     assert list(scratch.iterdir()) == []
+
+
+# --- where publishing writes: a small real disk image, real folders -----------------------
+
+SMALL_STATUS = """\
+Package: base-files
+Status: install ok installed
+Architecture: amd64
+Version: 13.8
+Description: Debian base system miscellaneous files
+
+Package: haproxy
+Status: install ok installed
+Architecture: amd64
+Version: 3.0.11-1
+Description: fast and reliable load balancing reverse proxy
+"""
+OS_RELEASE = ('ID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'
+              'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\n')
+
+
+def make_small_image(folder: Path, name: str = "amp.qcow2", label: str = "one") -> Path:
+    """A real qcow2 disk image of an ext4 file system holding a dpkg database and
+    os-release: enough for publish to mount, read and publish it (no DIB)."""
+    root = folder / f"root-{label}"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "var/lib/dpkg/status").write_text(SMALL_STATUS)
+    (root / "etc/os-release").write_text(OS_RELEASE)
+    (root / "etc/label").write_text(label)  # a different image per label
+    raw = folder / f"{label}.raw"
+    subprocess.run(["truncate", "-s", "8M", str(raw)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(raw)], check=True)
+    image = folder / name
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(image)], check=True)
+    raw.unlink()
+    shutil.rmtree(root)
+    return image
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Two different small images of the same name, and a place to publish them."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    return make_small_image(first, label="one"), make_small_image(second, label="two")
+
+
+def ours(dest: Path) -> list[str]:
+    return json.loads((dest / publish.MARKER_FILE).read_text())["files"]
+
+
+def sums_verify(dest: Path, sums: str = "SHA256SUMS") -> bool:
+    return subprocess.run(["sha256sum", "--strict", "-c", sums], cwd=dest,
+                          capture_output=True).returncode == 0
+
+
+def test_republish_replaces_only_what_amp_image_published(images, tmp_path):
+    one, two = images
+    dest = tmp_path / "dist"
+    assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
+    assert sorted(ours(dest)) == sorted(publish.published_names("amp.qcow2", ""))
+    (dest / "notes.txt").write_text("the operator's")
+    (dest / "old-release").mkdir()
+    (dest / "old-release" / "amp.qcow2").write_text("an older image, kept by hand")
+
+    result = run_publish(str(two), "--dest", str(dest))
+    assert result.exit_code == 0, result.output
+    assert (dest / "notes.txt").read_text() == "the operator's"
+    assert (dest / "old-release" / "amp.qcow2").read_text() == "an older image, kept by hand"
+    assert publish.sha256_file(dest / "amp.qcow2") == publish.sha256_file(two)
+    assert load(dest, "manifest.json")["image"]["sha256"] == publish.sha256_file(two)
+    assert sums_verify(dest)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [*publish.published_names("amp.qcow2", ""), publish.MARKER_FILE, "notes.txt",
+         "old-release"])
+    assert "notes.txt" not in result.stdout  # the summary lists only what was published
+
+
+def test_republish_with_another_prefix_removes_only_the_earlier_publication(images, tmp_path):
+    one, two = images
+    dest = tmp_path / "dist"
+    dest.mkdir()
+    (dest / "README").write_text("kept")
+    assert run_publish(str(one), "--dest", str(dest), "--force",
+                       "--prefix", "a-").exit_code == 0
+    assert run_publish(str(two), "--dest", str(dest), "--prefix", "b-").exit_code == 0
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["README", publish.MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
+         "b-sbom.cdx.json", "b-glance.json"])
+    assert (dest / "README").read_text() == "kept"
+    assert sums_verify(dest, "b-SHA256SUMS")
+
+
+def test_folder_of_other_files_is_refused_and_left_alone(images, tmp_path):
+    one, _ = images
+    dest = tmp_path / "Downloads"
+    dest.mkdir()
+    (dest / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
+    (dest / "SHA256SUMS").write_text("someone else's sums\n")
+    result = run_publish(str(one), "--dest", str(dest))
+    assert_one_line_error(result, f"--dest {dest} holds files amp-image did not publish "
+                                  "('SHA256SUMS', 'holiday.jpg'); choose a new or empty folder")
+    assert sorted(p.name for p in dest.iterdir()) == ["SHA256SUMS", "holiday.jpg"]
+    # --force publishes beside them, but never overwrites one of them.
+    result = run_publish(str(one), "--dest", str(dest), "--force")
+    assert_one_line_error(result, "already has 'SHA256SUMS', which amp-image did not publish "
+                                  "and will not overwrite; move it away or use --prefix")
+    assert (dest / "SHA256SUMS").read_text() == "someone else's sums\n"
+    assert sorted(p.name for p in dest.iterdir()) == ["SHA256SUMS", "holiday.jpg"]
+
+
+def test_force_publishes_beside_other_files_and_keeps_them(images, tmp_path):
+    one, two = images
+    dest = tmp_path / "Downloads"
+    dest.mkdir()
+    (dest / "holiday.jpg").write_bytes(b"\xff\xd8 a photo")
+    assert run_publish(str(one), "--dest", str(dest), "--force").exit_code == 0
+    assert "holiday.jpg" not in ours(dest)
+    # From now on the folder is amp-image's too: a republish needs no --force.
+    assert run_publish(str(two), "--dest", str(dest)).exit_code == 0
+    assert (dest / "holiday.jpg").read_bytes() == b"\xff\xd8 a photo"
+    assert sums_verify(dest)
+
+
+def test_failure_while_writing_leaves_the_earlier_publication(images, tmp_path, monkeypatch):
+    one, two = images
+    dest = tmp_path / "dist"
+    assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
+    (dest / "notes.txt").write_text("kept")
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+
+    def broken(*args, **kw):
+        raise sbom.SbomError("the SBOM does not validate (simulated)")
+
+    monkeypatch.setattr(sbom, "sbom_json", broken)
+    with pytest.raises(sbom.SbomError):
+        publish.publish_image(two, dest)
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+
+
+def test_a_killed_publish_is_finished_by_the_next(images, tmp_path):
+    """What a publish killed in the middle of the swap leaves (a staging folder, both
+    publications' files in the record) is amp-image's: the next publish replaces it."""
+    one, two = images
+    dest = tmp_path / "dist"
+    assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
+    staging = dest / (publish.STAGING_PREFIX + "killed")
+    staging.mkdir()
+    (staging / "amp.qcow2").write_text("half a copy")
+    (dest / "x-SHA256SUMS").write_text("from the killed publish\n")
+    publish.write_marker(dest, [*ours(dest), "x-SHA256SUMS"])
+    result = run_publish(str(two), "--dest", str(dest))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [*publish.published_names("amp.qcow2", ""), publish.MARKER_FILE])
+    assert sums_verify(dest)
+
+
+def test_build_publish_dir_checks_the_folder_before_building(tmp_path):
+    """A folder of other files is refused at once (here with --dry-run: nothing builds)."""
+    dest = tmp_path / "Downloads"
+    dest.mkdir()
+    (dest / "holiday.jpg").write_bytes(b"a photo")
+    result = CliRunner().invoke(main, ["build", "-o", str(tmp_path / "amp.qcow2"),
+                                       "--publish-dir", str(dest), "--dry-run"])
+    assert_one_line_error(result, f"--publish-dir {dest} holds files amp-image did not publish "
+                                  "('holiday.jpg'); choose a new or empty folder")
+    assert "--force" not in result.stderr
+    assert [p.name for p in dest.iterdir()] == ["holiday.jpg"]
+
+
+def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
+    """build --publish-dir after a (stubbed: no DIB) build into a folder amp-image published
+    into, where the operator keeps a file of their own: only amp-image's files change."""
+    from amp_image import cli, dib
+
+    one, two = images
+    dest = tmp_path / "dist"
+    assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
+    (dest / "notes.txt").write_text("kept")
+    built = tmp_path / "out" / "amp.qcow2"
+    built.parent.mkdir()
+    shutil.copyfile(two, built)
+    monkeypatch.setattr(cli, "stop_on_sigterm", lambda: None)
+    monkeypatch.setattr(cli.host, "check_tools", lambda: None)
+    monkeypatch.setattr(dib, "run_build", lambda plan, **kw: dib.BuildResult(
+        built, None, 1.0, tmp_path / "build.log"))
+    result = CliRunner().invoke(main, ["build", "-o", str(built), "--publish-dir", str(dest),
+                                       "--work-dir", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert (dest / "notes.txt").read_text() == "kept"
+    assert publish.sha256_file(dest / "amp.qcow2") == publish.sha256_file(two)
+    assert sums_verify(dest)
