@@ -128,7 +128,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    boot: str = "auto", sriov: bool = False,
                    extra_nics: list[Nic] | None = None,
                    machine_type: str = "q35", timeout: float = 900,
-                   keep_workdir: bool = False) -> Iterator[BootedAmphora]:
+                   keep_workdir: bool = False,
+                   host_ports: dict[int, int] | None = None) -> Iterator[BootedAmphora]:
     image = image.resolve()
     own_tmp = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm.")) if own_tmp else workdir
@@ -146,7 +147,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     def spec(accel_name: str, direct=None) -> MachineSpec:
         return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
                            accel=accel_name, machine=machine_type, direct_boot=direct,
-                           mgmt_mac=mgmt_mac, extra_nics=nics)
+                           mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports)
 
     def probe(accel_name: str) -> bool:
         probe_vm = _boot(spec(accel_name), 90)

@@ -115,6 +115,11 @@ class ThrowawayPKI:
                                 usage=ExtendedKeyUsageOID.CLIENT_AUTH),
         )
 
+    def issue_server(self, amphora_id: str) -> Issued:
+        """A fresh server certificate from the same CA, as certificate rotation issues it."""
+        return _issue(amphora_id, self.ca, ca=False, usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                      san=amphora_id)
+
     def server_pem(self) -> bytes:
         """What the controller sends as server.pem: certificate, then its key."""
         return self.server.cert_pem + self.server.key_pem

@@ -45,3 +45,21 @@ def read_record(manifests_dir: Path | None) -> ImageRecord:
         record.vf_drivers = [d.module for d in parse_vf_drivers((ours / "vf-drivers").read_text())]
     record.packages = _dpkg_manifest(base)
     return record
+
+
+def recorded_agent_version(image: Path) -> str:
+    """The octavia release IMAGE's agent is, as the image records it.
+
+    From DIB's manifests beside the image (NAME.d) when they are there, else
+    from the image's own /etc/amp-image/amphora-agent (a read-only mount).
+    """
+    from amp_image.imagefs import mounted_image
+    from amp_image.publish import image_stem
+
+    record = read_record(image.with_name(image_stem(image) + ".d"))
+    version = record.agent.get("AMPHORA_AGENT_VERSION", "")
+    if not version:
+        with mounted_image(image) as root:
+            version = _key_values(root / "etc/amp-image/amphora-agent").get(
+                "AMPHORA_AGENT_VERSION", "")
+    return version

@@ -76,6 +76,9 @@ class MachineSpec:
     mgmt_mac: str = "52:54:00:12:34:56"
     extra_nics: list[Nic] = field(default_factory=list)
     forward_ports: tuple[int, ...] = (22, 9443)
+    # Fixed host ports for forward_ports (e.g. 9443 -> 9443 in a private network
+    # namespace, so the agent's bind_port is the controller's); else free ones.
+    host_ports: dict[int, int] | None = None
 
 
 class Machine:
@@ -131,7 +134,7 @@ class Machine:
         fmt = image_format(spec.image)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
                         str(self._pinned_image()), str(self.overlay)], check=True)
-        self.ports = {p: free_port() for p in spec.forward_ports}
+        self.ports = dict(spec.host_ports or {p: free_port() for p in spec.forward_ports})
         self.serial_log.write_bytes(b"")
         cmd = self.command()
         (spec.workdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")

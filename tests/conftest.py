@@ -50,5 +50,10 @@ def amphora_sriov() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     """Boot tests last: their VM lives for the rest of the session, and the
-    real builds in other tests should not share the two cores with it."""
-    items.sort(key=lambda item: item.get_closest_marker("boot") is not None)
+    real builds in other tests should not share the two cores with it.  The
+    conformance run (a VM of its own, gone when it ends) goes just before."""
+    def order(item) -> int:
+        if item.get_closest_marker("boot"):
+            return 2
+        return 1 if item.get_closest_marker("conformance") else 0
+    items.sort(key=order)

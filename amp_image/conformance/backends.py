@@ -1,0 +1,122 @@
+"""Real backend servers on the member network, each one stoppable on its own.
+
+Every member runs an HTTP server (port 80), a TLS server speaking HTTP (443:
+HTTPS passthrough and TLS-HELLO monitors see the member's own certificate)
+and a UDP echo server (5353).  Each answer names the member, so the client
+side can tell which backend the load balancer picked.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import socketserver
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HTTP_PORT = 80
+TLS_PORT = 443
+UDP_PORT = 5353
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    member = "?"
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+        body = f"{self.member} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _UDPEcho(socketserver.BaseRequestHandler):
+    member = "?"
+
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(f"{self.member} ".encode() + data, self.client_address)
+
+
+class _UDPServer(socketserver.ThreadingMixIn, socketserver.UDPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@dataclass
+class Service:
+    """One server of one member: start() and stop() as often as a test likes."""
+
+    kind: str
+    member: str
+    address: str
+    port: int
+    tls_files: tuple[Path, Path] | None = None
+    server: socketserver.BaseServer | None = field(default=None, repr=False)
+
+    def _make(self) -> socketserver.BaseServer:
+        attrs = {"member": self.member}
+        if self.kind == "udp":
+            return _UDPServer((self.address, self.port), type("H", (_UDPEcho,), attrs))
+        server = _HTTPServer((self.address, self.port), type("H", (_Handler,), attrs))
+        if self.kind == "tls":
+            assert self.tls_files
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, self.tls_files))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        return server
+
+    def start(self) -> None:
+        if self.server is None:
+            self.server = self._make()
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+@dataclass
+class Backends:
+    services: dict[tuple[str, str], Service]
+
+    @classmethod
+    def start_all(cls, members: dict[str, str], tls_files: tuple[Path, Path]) -> Backends:
+        services = {}
+        for member, address in members.items():
+            for kind, port in (("http", HTTP_PORT), ("tls", TLS_PORT), ("udp", UDP_PORT)):
+                service = Service(kind, member, address, port,
+                                  tls_files if kind == "tls" else None)
+                service.start()
+                services[(member, kind)] = service
+        return cls(services)
+
+    def __getitem__(self, key: tuple[str, str]) -> Service:
+        return self.services[key]
+
+    def stop_all(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+
+def udp_ask(address: str, port: int, payload: bytes = b"hello", timeout: float = 3) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(payload, (address, port))
+        try:
+            return sock.recv(512).decode(errors="replace")
+        except OSError:
+            return None

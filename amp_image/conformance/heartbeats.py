@@ -1,0 +1,93 @@
+"""Receive the amphora's UDP heartbeats and decode them with Octavia's own code.
+
+The amphora's health daemon sends one datagram per ``heartbeat_interval`` to
+every ``controller_ip_port_list`` entry, HMAC-signed with ``heartbeat_key``.
+Under QEMU user networking the guest's 10.0.2.2 is this namespace's
+127.0.0.1, so the receiver listens there.  Each datagram is decoded with
+``octavia.amphorae.backends.health_daemon.status_message``, as the health
+manager does; what fails the HMAC is counted as rejected.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from octavia.amphorae.backends.health_daemon import status_message
+from octavia.common import exceptions as octavia_exceptions
+
+CONTROLLER_IN_GUEST = "10.0.2.2"
+
+
+@dataclass
+class HeartbeatReceiver:
+    key: str
+    port: int = 0
+    messages: list[dict] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
+    rejected: int = 0
+    _sock: socket.socket | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> HeartbeatReceiver:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", self.port))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._receive, daemon=True).start()
+        return self
+
+    @property
+    def controller(self) -> str:
+        """The controller_ip_port_list entry the amphora must send to."""
+        return f"{CONTROLLER_IN_GUEST}:{self.port}"
+
+    def _receive(self) -> None:
+        assert self._sock
+        while True:
+            try:
+                data, _ = self._sock.recvfrom(65535)
+            except OSError:
+                return
+            with self._lock:
+                self.raw.append(data)
+                try:
+                    self.messages.append(status_message.unwrap_envelope(data, self.key))
+                except octavia_exceptions.InvalidHMACException:
+                    self.rejected += 1
+
+    def stop(self) -> None:
+        if self._sock:
+            self._sock.close()
+
+    def latest(self) -> dict | None:
+        with self._lock:
+            return self.messages[-1] if self.messages else None
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def wait_for(self, predicate, timeout: float, what: str) -> dict:
+        """The first heartbeat received from now on that satisfies predicate."""
+        deadline = time.monotonic() + timeout
+        seen = self.count()
+        while time.monotonic() < deadline:
+            with self._lock:
+                fresh = self.messages[seen:]
+                seen = len(self.messages)
+            for message in fresh:
+                if predicate(message):
+                    return message
+            time.sleep(0.5)
+        raise AssertionError(f"no heartbeat with {what} within {timeout:.0f} s; "
+                             f"latest: {self.latest()}")
+
+
+def member_status(message: dict, pool_id: str, member_id: str) -> str | None:
+    """A member's status as the health manager reads it from a heartbeat."""
+    for key, pool in message.get("pools", {}).items():
+        if key.split(":", 1)[0] == pool_id:
+            return pool.get("members", {}).get(member_id)
+    return None
