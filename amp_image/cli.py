@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image import dib, host, publish_cli
+from amp_image import certcheck_cli, dib, host, publish_cli
 from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.plan import (
@@ -269,6 +269,7 @@ def test_image(image, accel, boot, workdir, report, sriov, keyword) -> None:
 
 
 publish_cli.register(main)
+certcheck_cli.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
