@@ -8,7 +8,7 @@ import click
 
 from amp_image import cloud
 from amp_image import openstack_config as osconfig
-from amp_image.cliutil import fail
+from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError
 from amp_image.publish import DEFAULT_TAG, PublishResult, publish_image
 
@@ -52,6 +52,7 @@ def print_published(result: PublishResult) -> None:
 @click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --upload (default: $OS_CLOUD).")
 def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, cloud_name) -> None:
     """Publish IMAGE with SHA256SUMS, manifest.json, an SBOM and glance.json."""
+    stop_on_sigterm()
     try:
         result = publish_image(
             Path(image), Path(dest).expanduser(), upload=upload, cloud_name=cloud_name,

@@ -5,10 +5,13 @@ what was published with the image's own dpkg database, using dpkg-query.
 """
 
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -520,3 +523,64 @@ def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     assert (dest / "notes.txt").read_text() == "kept"
     assert publish.sha256_file(dest / "amp.qcow2") == publish.sha256_file(two)
     assert sums_verify(dest)
+
+
+SLOW_PUBLISH = """
+import sys, time
+from amp_image import publish
+from amp_image.cli import main
+
+def slow_read(root, manifests):
+    print("MOUNTED", root, flush=True)
+    time.sleep(120)
+
+publish.read_inventory = slow_read
+main(["publish", sys.argv[1], "--dest", sys.argv[2]])
+"""
+
+
+def loops_backed_by(prefix: str) -> list[str]:
+    out = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"], capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if prefix in line]
+
+
+def release_test_leftovers(root: str, tmp: Path) -> None:
+    if os.path.ismount(root):
+        subprocess.run(["umount", root], check=False)
+    for line in loops_backed_by(str(tmp)):
+        subprocess.run(["losetup", "-d", line.split()[0]], check=False)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_publish_stopped_by_a_signal_leaves_nothing(images, tmp_path, signame):
+    """A real publish process, stopped while the image is loop-mounted.  The seam: the
+    image is read by a stand-in for read_inventory that waits, so the signal lands while
+    the raw copy, the loop device and the mount exist; all three are real."""
+    _, image = images
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dest = tmp_path / "dist"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PUBLISH, str(image), str(dest)],
+                            env={**os.environ, "TMPDIR": str(tmp)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()  # "reading amp.qcow2 (read-only loop mount)"
+        while line and not line.startswith("MOUNTED "):
+            line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        root = line.split(" ", 1)[1].strip()
+        assert os.path.ismount(root) and loops_backed_by(str(tmp))
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    leftovers = [root] if os.path.ismount(root) else []
+    leftovers += loops_backed_by(str(tmp))
+    release_test_leftovers(root, tmp)  # so a failure here leaves this host clean
+    assert proc.returncode == 130, err
+    assert err.strip() == "amp-image: error: interrupted; nothing was published"
+    assert leftovers == []
+    assert list(tmp.iterdir()) == []  # no raw copy of the image, no mount point
+    assert not dest.exists()
