@@ -24,6 +24,7 @@ from amp_image.plan import BuildPlan
 
 SHIMS_ALWAYS = ("sudo",)
 SHIMS_WITHOUT_DM = ("kpartx", "dmsetup", "fstrim")
+MAPPER_DIR = Path("/dev/mapper")
 # Host pip settings (find-links to private wheel folders, extra indexes,
 # constraints) must not steer pip inside the image's chroot.
 LEAKY_ENV_PREFIXES = ("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PYENV")
@@ -124,20 +125,58 @@ def _loops_backed_by(paths: Iterable[str]) -> list[str]:
     return loops
 
 
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:  # the tool is not installed
+        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
+
+
+def _attempt(cmd: list[str]) -> str:
+    """Run a cleanup command; say what was done (or why it was not)."""
+    result = _run(cmd)
+    if result.returncode == 0:
+        return " ".join(cmd)
+    reason = " ".join(result.stderr.split()) or f"exit {result.returncode}"
+    return f"{' '.join(cmd)} failed: {reason}"
+
+
+def release_partitions(loop: str) -> list[str]:
+    """Remove the partition mappings of a disk loop device, as DIB's block-device code does.
+
+    The kpartx shim (hosts without device-mapper) links /dev/mapper/loopNpM to
+    offset loop devices: the links go here, the loops with the others.  Real
+    device-mapper mappings are removed with ``kpartx -d /dev/loopN`` (kpartx(8)),
+    and any left over with ``dmsetup remove loopNpM`` (dmsetup(8)): unlinking
+    their nodes would keep the mappings, and the loop device busy.
+    """
+    entries = sorted(MAPPER_DIR.glob(Path(loop).name + "p*"))
+    links = [entry for entry in entries if entry.is_symlink()]
+    for link in links:
+        link.unlink(missing_ok=True)
+    mappings = [entry for entry in entries if entry not in links]
+    if not mappings:
+        return []
+    released = [_attempt(["kpartx", "-d", loop])]
+    for mapping in mappings:
+        if mapping.exists():
+            released.append(_attempt(["dmsetup", "remove", mapping.name]))
+    return released
+
+
 def release_leftovers(work_dir: Path) -> list[str]:
     """Unmount and detach whatever a failed build left under work_dir."""
     released = []
     for mount_point in _mounts_under(work_dir):
-        if subprocess.run(["umount", "-l", mount_point], capture_output=True).returncode == 0:
+        if _run(["umount", "-l", mount_point]).returncode == 0:
             released.append(f"umount {mount_point}")
     root = str(work_dir.resolve()) + "/"
     disk_loops = _loops_backed_by([root])
     # Partition loops (the kpartx shim) are backed by the disk loop device.
     part_loops = _loops_backed_by(disk_loops) if disk_loops else []
     for loop in part_loops + disk_loops:
-        for link in Path("/dev/mapper").glob(Path(loop).name + "p*"):
-            link.unlink(missing_ok=True)
-        if subprocess.run(["losetup", "-d", loop], capture_output=True).returncode == 0:
+        released += release_partitions(loop)
+        if _run(["losetup", "-d", loop]).returncode == 0:
             released.append(f"losetup -d {loop}")
     return released
 

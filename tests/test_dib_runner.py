@@ -1,7 +1,9 @@
 """The DIB runner's environment and progress handling (no DIB run: pure functions)."""
 
+import subprocess
 from pathlib import Path
 
+from amp_image import dib
 from amp_image.dib import Progress, _last_error, dib_environment
 from amp_image.plan import BuildOptions, HostContext, make_plan
 
@@ -52,3 +54,86 @@ def test_last_error_falls_back_to_error_lines(tmp_path):
     log = tmp_path / "build.log"
     log.write_text("x | E: Unable to locate package nope\nx | Unmount /failed/path\n")
     assert _last_error(log, ("vm",)) == ": E: Unable to locate package nope"
+
+
+class Commands:
+    """A stand-in for subprocess (dib._run): records each command; kpartx -d removes
+    the mappings it is told to, dmsetup remove removes the one named."""
+
+    def __init__(self, mapper: Path, kpartx_removes: tuple[str, ...] = ()):
+        self.mapper, self.kpartx_removes, self.ran = mapper, kpartx_removes, []
+
+    def __call__(self, cmd):
+        self.ran.append(cmd)
+        if cmd[:2] == ["kpartx", "-d"]:
+            for name in self.kpartx_removes:
+                (self.mapper / name).unlink()
+        if cmd[:2] == ["dmsetup", "remove"]:
+            (self.mapper / cmd[2]).unlink()
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+
+def leftovers(monkeypatch, tmp_path, commands, disk_loops, part_loops=()):
+    monkeypatch.setattr(dib, "MAPPER_DIR", commands.mapper)
+    monkeypatch.setattr(dib, "_run", commands)
+    monkeypatch.setattr(dib, "_mounts_under", lambda root: [f"{root}/tmp/dib/mnt"])
+    monkeypatch.setattr(dib, "_loops_backed_by", lambda backing: list(
+        disk_loops if backing[0].endswith("/") else part_loops))
+    return dib.release_leftovers(tmp_path)
+
+
+def test_device_mapper_leftovers_are_removed_with_kpartx_and_dmsetup(monkeypatch, tmp_path):
+    """Device-mapper host (no such host here, so subprocess is stubbed): the partition
+    mappings of a killed build's loop device are removed with `kpartx -d`, a mapping
+    kpartx left with `dmsetup remove`, then the loop device is detached."""
+    mapper = tmp_path / "mapper"
+    mapper.mkdir()
+    for name in ("loop7p1", "loop7p2", "loop70p1"):
+        (mapper / name).write_text("")  # device nodes, in real life
+    commands = Commands(mapper, kpartx_removes=("loop7p1",))
+    released = leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"])
+    assert commands.ran == [
+        ["umount", "-l", f"{tmp_path}/tmp/dib/mnt"],
+        ["kpartx", "-d", "/dev/loop7"],
+        ["dmsetup", "remove", "loop7p2"],
+        ["losetup", "-d", "/dev/loop7"],
+    ]
+    assert sorted(p.name for p in mapper.iterdir()) == ["loop70p1"]  # another device's
+    assert "dmsetup remove loop7p2" in released
+
+
+def test_shim_leftovers_are_unlinked_and_their_loops_detached(monkeypatch, tmp_path):
+    """Host without device-mapper (subprocess stubbed): the kpartx shim's links are
+    removed and its partition loops detached; kpartx and dmsetup are not run."""
+    mapper = tmp_path / "mapper"
+    mapper.mkdir()
+    (mapper / "loop7p1").symlink_to("/dev/loop8")
+    commands = Commands(mapper)
+    leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"], ["/dev/loop8"])
+    assert commands.ran == [
+        ["umount", "-l", f"{tmp_path}/tmp/dib/mnt"],
+        ["losetup", "-d", "/dev/loop8"],
+        ["losetup", "-d", "/dev/loop7"],
+    ]
+    assert list(mapper.iterdir()) == []
+
+
+def test_a_failed_removal_is_reported(monkeypatch, tmp_path):
+    """subprocess stubbed: dmsetup says the mapping is busy; the cleanup says so."""
+    mapper = tmp_path / "mapper"
+    mapper.mkdir()
+    (mapper / "loop7p1").write_text("")
+
+    def busy(cmd):
+        failed = cmd[0] in ("kpartx", "dmsetup")
+        return subprocess.CompletedProcess(cmd, 1 if failed else 0, "",
+                                           "device-mapper: remove ioctl failed: Device or "
+                                           "resource busy\n" if failed else "")
+
+    monkeypatch.setattr(dib, "MAPPER_DIR", mapper)
+    monkeypatch.setattr(dib, "_run", busy)
+    assert dib.release_partitions("/dev/loop7") == [
+        "kpartx -d /dev/loop7 failed: device-mapper: remove ioctl failed: Device or resource "
+        "busy",
+        "dmsetup remove loop7p1 failed: device-mapper: remove ioctl failed: Device or "
+        "resource busy"]
