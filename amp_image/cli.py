@@ -172,6 +172,8 @@ BUILD_OPTIONS = [
     click.option("--publish-dir", help="After the build, publish the image here (as amp-image "
                                        "publish --dest, without --force: a new or empty folder, "
                                        "or one amp-image published into)."),
+    click.option("--no-wait", is_flag=True, help="Fail at once if another build is using the "
+                                                 "work dir (default: wait for it)."),
     click.option("--dry-run", is_flag=True, help="Print the resolved plan and exit."),
     click.option("-v", "--verbose", is_flag=True, help="Stream DIB's full output."),
 ]
@@ -191,7 +193,7 @@ def main() -> None:
 
 @main.command()
 @build_options_decorator
-def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
+def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> None:
     """Build an amphora image with diskimage-builder."""
     try:
         opts = build_options(**kw)
@@ -219,7 +221,8 @@ def build(ca_bundle, log_file, publish_dir, dry_run, verbose, **kw) -> None:
                    f"{opts.agent_source.describe()} {opts.agent_version}, "
                    f"sriov={'on' if opts.sriov else 'off'}; log {log}")
         result = dib.run_build(plan, device_mapper=host.device_mapper_works(),
-                               log_file=log, verbose=verbose, emit=click.echo)
+                               log_file=log, verbose=verbose, emit=click.echo,
+                               wait=not no_wait)
     except AmpImageError as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -14,11 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from amp_image import locks
 from amp_image.errors import BuildError
 from amp_image.plan import BuildPlan
 
@@ -61,7 +63,15 @@ def install_shims(bin_dir: Path, device_mapper: bool) -> list[str]:
     return names
 
 
-def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+def without_package_cache(env: dict[str, str]) -> dict[str, str]:
+    """No debootstrap tarball and no shared apt archives (another build has them)."""
+    env = {k: v for k, v in env.items() if k != "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"}
+    env.update(DIB_DEBOOTSTRAP_CACHE="0", DIB_APT_LOCAL_CACHE="0")
+    return env
+
+
+def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str],
+                    package_cache: bool = True) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith(LEAKY_ENV_PREFIXES)}
     # TMPDIR would leak into the chroot, where that path does not exist.
     env.pop("TMPDIR", None)
@@ -70,7 +80,7 @@ def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str]) -> 
         [str(bin_dir), tool_bin, base.get("PATH", ""), "/usr/sbin", "/sbin"]
     )
     env.update(plan.env)
-    return env
+    return env if package_cache else without_package_cache(env)
 
 
 def dib_command(plan: BuildPlan) -> list[str]:
@@ -165,7 +175,11 @@ def release_partitions(loop: str) -> list[str]:
 
 
 def release_leftovers(work_dir: Path) -> list[str]:
-    """Unmount and detach whatever a failed build left under work_dir."""
+    """Unmount and detach whatever a failed build left under work_dir.
+
+    Only under claim_work_dir (the lock held): a running build's mounts are
+    never touched.
+    """
     released = []
     for mount_point in _mounts_under(work_dir):
         if _run(["umount", "-l", mount_point]).returncode == 0:
@@ -207,6 +221,22 @@ def _move_manifests(src: Path, dest: Path) -> Path | None:
     return dest
 
 
+@contextmanager
+def claim_work_dir(work_dir: Path, *, wait: bool = True,
+                   emit: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold the work dir's lock; release what a dead build left there first.
+
+    Another build's mounts are never touched: while it runs it holds the lock,
+    and this waits for it (or fails at once without wait).
+    """
+    with locks.work_dir_lock(work_dir, wait=wait, emit=emit):
+        # The lock was free, so whoever left something here is gone
+        # (SIGKILL, power loss): release it now.
+        for action in release_leftovers(work_dir):
+            emit(f"cleanup of an earlier build: {action}")
+        yield
+
+
 def run_build(
     plan: BuildPlan,
     *,
@@ -215,13 +245,25 @@ def run_build(
     verbose: bool = False,
     emit: Callable[[str], None] = print,
     base_env: Mapping[str, str] | None = None,
+    wait: bool = True,
 ) -> BuildResult:
+    """Run DIB for plan, holding the work dir (and the package cache if free)."""
+    cache_dir = plan.options.cache_dir
+    with claim_work_dir(plan.options.work_dir, wait=wait, emit=emit), \
+            locks.package_cache(cache_dir) as cache_user:
+        if cache_user:
+            emit(f"the package cache in {cache_dir} is in use by amp-image PID {cache_user}: "
+                 "this build bootstraps from the mirror and keeps its packages to itself")
+        return _run_dib(plan, device_mapper=device_mapper, log_file=log_file, verbose=verbose,
+                        emit=emit, base_env=base_env, package_cache=not cache_user)
+
+
+def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: bool,
+             emit: Callable[[str], None], base_env: Mapping[str, str] | None,
+             package_cache: bool) -> BuildResult:
     opts = plan.options
     work_dir = opts.work_dir
     out_dir = work_dir / "out"
-    # A build killed outright (SIGKILL, power loss) could not clean up: do it now.
-    for action in release_leftovers(work_dir) if work_dir.exists() else []:
-        emit(f"cleanup of an earlier build: {action}")
     for d in (work_dir / "tmp", opts.cache_dir):
         d.mkdir(parents=True, exist_ok=True)
     if out_dir.exists():
@@ -232,7 +274,8 @@ def run_build(
     if shims:
         emit(f"host shims: {', '.join(shims)}"
              + ("" if device_mapper else " (no device-mapper: partitions via offset loops)"))
-    env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ)
+    env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ,
+                          package_cache=package_cache)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     progress = Progress(emit, start)
