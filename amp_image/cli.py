@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -245,30 +246,68 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> 
               show_default=True, help="auto boots through the image's bootloader and falls "
                                       "back to direct kernel boot only if that stalls.")
 @click.option("--workdir", help="Keep the VM's files (serial log, PKI, config drive) here.")
-@click.option("--report", help="Write the boot report as JSON to this file.")
+@click.option("--report", help="Write the boot report (or, with --conformance, each "
+                               "scenario's outcome and duration) as JSON to this file.")
 @click.option("--sriov", is_flag=True, help="Also run the SR-IOV scenario: an emulated igb "
                                             "NIC's VFs as VIP and member ports, firewall rules "
                                             "and real traffic, and a reboot.")
+@click.option("--conformance", is_flag=True,
+              help="Drive the amphora with Octavia's own controller driver (the octavia "
+                   "release of the image's agent, in a harness venv) through every listener, "
+                   "health monitor and lifecycle scenario, with real traffic.")
+@click.option("--octavia-version", help="With --conformance: the octavia release to drive the "
+                                        "amphora with (default: the image's agent version).")
 @click.option("-k", "keyword", help="Only run checks matching this pytest expression.")
-def test_image(image, accel, boot, workdir, report, sriov, keyword) -> None:
+def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_version,
+               keyword) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
+    host.check_root()
+    image_path = Path(image).resolve()
+    common = ["-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
+              "--amp-image", str(image_path), "--amp-accel", accel, "--amp-boot", boot,
+              "-v", "-ra"]
+    if workdir:
+        common += ["--amp-workdir", str(Path(workdir).resolve())]
+    if keyword:
+        common += ["-k", keyword]
+    if conformance:
+        sys.exit(_run_conformance(image_path, octavia_version, common, report))
     import pytest
 
-    host.check_root()
     checks_dir = Path(__file__).parent / "checks"
     checks = [str(checks_dir / "test_amphora.py")]
     if sriov:
         checks += [str(checks_dir / "test_sriov.py"), "--amp-sriov"]
-    args = [*checks, "-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
-            "--amp-image", str(Path(image).resolve()), "--amp-accel", accel,
-            "--amp-boot", boot, "-v", "-ra", "--rootdir", str(checks_dir)]
-    if workdir:
-        args += ["--amp-workdir", str(Path(workdir).resolve())]
+    args = [*checks, *common, "--rootdir", str(checks_dir)]
     if report:
         args += ["--amp-report", str(Path(report).resolve())]
-    if keyword:
-        args += ["-k", keyword]
     sys.exit(pytest.main(args))
+
+
+def _run_conformance(image: Path, octavia_version: str | None, common: list[str],
+                     report: str | None) -> int:
+    """pytest in the harness venv, inside a network namespace of its own."""
+    from amp_image.conformance import harness_venv
+    from amp_image.records import recorded_agent_version
+
+    try:
+        version = octavia_version or recorded_agent_version(image)
+        if not version:
+            raise PlanError(f"{image} does not record its agent version; pass "
+                            "--octavia-version")
+        python = harness_venv.ensure(version, emit=click.echo)
+    except AmpImageError as exc:
+        fail(str(exc), 1)
+    suite = Path(__file__).parent / "conformance"
+    args = [str(suite / "test_conformance.py"), *common, "--rootdir", str(suite),
+            "-W", "ignore::DeprecationWarning"]
+    if report:
+        args += ["--conformance-report", str(Path(report).resolve())]
+    env = dict(os.environ, PYTHONPATH=harness_venv.pythonpath(version))
+    click.echo(f"conformance: octavia {version}'s driver against {image.name}")
+    return subprocess.run(["unshare", "--net", "--", str(python), "-m",
+                           "amp_image.conformance.run", *args], env=env,
+                          stdin=subprocess.DEVNULL).returncode
 
 
 publish_cli.register(main)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.conformance
 
 # Scenarios in amp_image/conformance/test_conformance.py (parametrized ones counted
 # once per case); the suite must have run all of them, not merely passed.
-EXPECTED_SCENARIOS = 24
+EXPECTED_SCENARIOS = 28
 
 
 def test_every_conformance_scenario_passes(built_image, tmp_path):

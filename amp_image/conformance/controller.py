@@ -22,6 +22,7 @@ from octavia.common import constants as consts
 from octavia.common import data_models as models
 from octavia.common.config import cfg
 from octavia.network import data_models as net_models
+from oslo_log import log as oslo_log
 
 from amp_image.conformance import network
 
@@ -33,6 +34,7 @@ MTU = 1500
 
 def configure(*, client_pem: Path, ca_pem: Path, agent_port: int, cert_dir: Path) -> None:
     """What octavia.conf would say, for a controller reaching the amphora at 127.0.0.1."""
+    oslo_log.register_options(CONF)  # [DEFAULT] debug, which the agent config renders
     CONF([], project="octavia", default_config_files=[], default_config_dirs=[])
     overrides = {
         "haproxy_amphora": {

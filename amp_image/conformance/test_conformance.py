@@ -13,6 +13,7 @@ Octavia's ``status_message`` as the health manager reads it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -26,9 +27,11 @@ from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
 from octavia_lib.common import constants as lib_consts
 
+from amp_image.certcheck import check_client, parse_python_version
 from amp_image.conformance import backends as servers
 from amp_image.conformance import controller, network
 from amp_image.conformance.heartbeats import member_status
+from amp_image.guide_pki import make_guide_pki
 from amp_image.pki import ThrowawayPKI
 
 NS = "ip netns exec amphora-haproxy"
@@ -70,7 +73,10 @@ def lb(octavia, listener_pki):
                                            listener_pki.server.key_pem)
     listeners, pools = {}, {}
     for port, (protocol, pool_protocol, member_port, monitor) in LISTENERS.items():
-        pool = (controller.pool(topology, pool_protocol, member_port, monitor)
+        # nc -uz in the agent's udp_check.sh waits a second for an ICMP error, so a
+        # UDP-CONNECT check needs a timeout above 1 s.
+        timing = {"delay": 3, "timeout": 3} if protocol == consts.PROTOCOL_UDP else {}
+        pool = (controller.pool(topology, pool_protocol, member_port, monitor, **timing)
                 if pool_protocol else None)
         extra = {}
         if protocol == consts.PROTOCOL_TERMINATED_HTTPS:
@@ -252,7 +258,9 @@ def test_sctp_listener_accepted_and_running(lb, amphora_host):
     """SCTP listener: the driver's LVS configuration is accepted and its service runs."""
     listener_id = lb["listeners"][9900].id
     assert amphora_host.service(f"octavia-keepalivedlvs-{listener_id}").is_running
-    assert f"SCTP  {network.VIP}:9900" in amphora_host.check_output(f"{NS} ipvsadm -Ln")
+    services = [line.split()[:2] for line in
+                amphora_host.check_output(f"{NS} ipvsadm -Ln").splitlines()]
+    assert ["SCTP", f"{network.VIP}:9900"] in services, services
 
 
 def test_prometheus_listener_scrape(lb):
@@ -382,3 +390,59 @@ def test_last_listeners_deleted(octavia, lb, amphora_host):
         octavia.driver.delete(lb["listeners"][port])
     wait_until(lambda: not _haproxy_pids(amphora_host, octavia.lb.id), 60, "haproxy stopped")
     assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")
+
+
+# --- the controller's PKI as operators make it -------------------------------------
+
+@pytest.fixture(scope="module")
+def guide(tmp_path_factory):
+    """The controller PKI made with openssl as Octavia's certificate guide makes it."""
+    return make_guide_pki(tmp_path_factory.mktemp("guide") / "pki", ca_bits=2048)
+
+
+@pytest.fixture(scope="module")
+def agent_python(amphora_host) -> tuple[int, int]:
+    return parse_python_version(amphora_host.check_output("python3 --version").split()[1])
+
+
+def _agent_accepts(amphora, amphora_host, trusted_ca: bytes, client_pem) -> bool:
+    """Trust trusted_ca for clients (the agent reads client_ca.pem on every connection),
+    then call GET /info with client_pem, verifying the agent as the controller does."""
+    ca_file = "/etc/octavia/certs/client_ca.pem"
+    original = amphora_host.file(ca_file).content
+    amphora_host.run_expect([0], f"echo {base64.b64encode(trusted_ca).decode()} | base64 -d "
+                                 f"> {ca_file}")
+    try:
+        context = ssl.create_default_context(cadata=amphora.pki.ca.cert_pem.decode())
+        context.check_hostname = False
+        context.load_cert_chain(str(client_pem))
+        with socket.create_connection(("127.0.0.1", amphora.machine.ports[9443]), 10) as raw, \
+                context.wrap_socket(raw) as conn:
+            conn.sendall(b"GET /1.0/info HTTP/1.0\r\nHost: amphora\r\n\r\n")
+            status_line = conn.recv(4096).split(b"\r\n", 1)[0].split()
+            return len(status_line) > 1 and status_line[1] == b"200"
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return False
+    finally:
+        amphora_host.run_expect([0], f"echo {base64.b64encode(original).decode()} | base64 -d "
+                                     f"> {ca_file}")
+
+
+@pytest.mark.parametrize("client,trusted", [
+    ("client_cert_and_key", "client_ca"),
+    ("v1_client_cert_and_key", "client_ca"),
+    ("legacy_client_cert_and_key", "legacy_client_ca"),
+    ("other_ca_client_cert_and_key", "client_ca"),
+], ids=["guide", "v1-client", "CA-without-keyUsage", "other-CA"])
+def test_controller_pki_as_operators_make_it(amphora, amphora_host, guide, agent_python,
+                                             client, trusted):
+    """Controller PKI: the real agent decides as `amp-image check-certs` predicts."""
+    ca, cert = getattr(guide, trusted), getattr(guide, client)
+    predicted = check_client(ca, cert, agent_python=agent_python)
+    assert _agent_accepts(amphora, amphora_host, ca.read_bytes(), cert) == predicted.accepted, \
+        predicted.reason
+    expected = {"client_cert_and_key": True, "v1_client_cert_and_key": True,
+                "other_ca_client_cert_and_key": False,
+                # Python >= 3.13 verifies with X509_STRICT (trixie); 3.11 does not (bookworm).
+                "legacy_client_cert_and_key": agent_python < (3, 13)}[client]
+    assert predicted.accepted == expected, predicted.reason
