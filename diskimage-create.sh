@@ -50,7 +50,12 @@ Usage: diskimage-create.sh
         '-n' disable sshd (default: enabled)
         '-o' is the output image file name
         '-p' install amphora-agent from distribution packages (not available on Debian)
-        '-r' enable the root account in the generated image (default: disabled)
+        '-r' enable the root account in the generated image (default: disabled),
+             with this password, on the serial console (debug images only).
+             Command lines are visible to every user of this host (ps, /proc):
+             prefer AMP_ROOT_PASSWORD=... in the environment and no -r.  The
+             image stores only the password's hash.  Password logins over SSH
+             too: AMP_IMAGE_EXTRA_ARGS=--root-password-ssh.
         '-s' is the image size to produce in gigabytes (default: 2)
         '-t' is the image type (default: qcow2)
         '-v' display the script version
@@ -161,7 +166,6 @@ opts+=(--size "$AMP_SIZE" --format "$AMP_IMAGETYPE" -o "$output")
 [ -z "$AMP_RELEASE" ] || opts+=(--release "$AMP_RELEASE")
 [ -z "$AMP_KERNEL" ] || opts+=(--kernel-package "$AMP_KERNEL")
 [ -z "$AMP_LOGFILE" ] || opts+=(--log-file "$AMP_LOGFILE")
-[ -z "$AMP_ROOTPW" ] || opts+=(--root-password "$AMP_ROOTPW")
 [ -z "$AMP_WORKDIR" ] || opts+=(--work-dir "$AMP_WORKDIR")
 [ "${DIB_OCTAVIA_AMP_USE_NFTABLES:-True}" = True ] || opts+=(--iptables)
 opts+=(--datasources "${CLOUD_INIT_DATASOURCES:-ConfigDrive}")
@@ -200,4 +204,10 @@ read -r -a extra <<< "${AMP_IMAGE_EXTRA_ARGS:-}"
 if [ "${AMP_IMAGE_SKIP_SETUP:-0}" != 1 ]; then
     "$here/scripts/setup-host"
 fi
+# amp-image never takes the password on its command line: hand it over in the
+# environment, where only this user (and root) can read it.
+if [ -n "$AMP_ROOTPW" ]; then
+    export AMP_ROOT_PASSWORD=$AMP_ROOTPW
+fi
+unset AMP_ROOTPW
 exec "$venv/bin/amp-image" build "${opts[@]}" "${extra[@]}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from amp_image import locks
 from amp_image.errors import BuildError
-from amp_image.plan import BuildPlan
+from amp_image.plan import ROOT_PASSWORD_HASH_FILE, BuildPlan
 
 SHIMS_ALWAYS = ("sudo",)
 SHIMS_WITHOUT_DM = ("kpartx", "dmsetup", "fstrim")
@@ -30,6 +30,9 @@ MAPPER_DIR = Path("/dev/mapper")
 # Host pip settings (find-links to private wheel folders, extra indexes,
 # constraints) must not steer pip inside the image's chroot.
 LEAKY_ENV_PREFIXES = ("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PYENV")
+# Passwords never reach DIB's environment, which DIB writes to its manifests
+# (the root password reaches the root-passwd element only as a hash in a file).
+SECRET_ENV = ("AMP_ROOT_PASSWORD", "DIB_PASSWORD")
 
 _RUN_PARTS = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
 _HOOKS = re.compile(r"Running hooks from \S*/([a-z-]+\.d)\s*$")
@@ -72,7 +75,8 @@ def without_package_cache(env: dict[str, str]) -> dict[str, str]:
 
 def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str],
                     package_cache: bool = True) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not k.startswith(LEAKY_ENV_PREFIXES)}
+    env = {k: v for k, v in base.items()
+           if not k.startswith(LEAKY_ENV_PREFIXES) and k not in SECRET_ENV}
     # TMPDIR would leak into the chroot, where that path does not exist.
     env.pop("TMPDIR", None)
     tool_bin = str(Path(sys.executable).parent)
@@ -234,7 +238,36 @@ def claim_work_dir(work_dir: Path, *, wait: bool = True,
         # (SIGKILL, power loss): release it now.
         for action in release_leftovers(work_dir):
             emit(f"cleanup of an earlier build: {action}")
+        remove_secrets(work_dir)
         yield
+
+
+def remove_secrets(work_dir: Path) -> None:
+    """The root password hash file and the copy DIB staged for the element, if any."""
+    shutil.rmtree(work_dir / Path(ROOT_PASSWORD_HASH_FILE).parent, ignore_errors=True)
+    for staged in (work_dir / "tmp").glob("dib_build.*/hooks/root-passwd/hash"):
+        staged.unlink(missing_ok=True)
+
+
+@contextmanager
+def root_password_file(plan: BuildPlan) -> Iterator[None]:
+    """The root password's hash where the root-passwd element reads it (mode 0600, in a
+    0700 folder), for this build only."""
+    opts = plan.options
+    if not opts.root_password_hash:
+        yield
+        return
+    path = opts.work_dir / ROOT_PASSWORD_HASH_FILE
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(opts.root_password_hash + "\n")
+    try:
+        yield
+    finally:
+        remove_secrets(opts.work_dir)
 
 
 def run_build(
@@ -250,7 +283,7 @@ def run_build(
     """Run DIB for plan, holding the work dir (and the package cache if free)."""
     cache_dir = plan.options.cache_dir
     with claim_work_dir(plan.options.work_dir, wait=wait, emit=emit), \
-            locks.package_cache(cache_dir) as cache_user:
+            locks.package_cache(cache_dir) as cache_user, root_password_file(plan):
         if cache_user:
             emit(f"the package cache in {cache_dir} is in use by amp-image PID {cache_user}: "
                  "this build bootstraps from the mirror and keeps its packages to itself")

@@ -25,6 +25,8 @@ DEFAULT_VF_DRIVERS = (
 )
 
 IMAGE_FORMATS = ("qcow2", "raw", "tar", "vhd")
+# Under the work dir; see root_password_hash.
+ROOT_PASSWORD_HASH_FILE = "secrets/root-password.hash"
 # zstd-compressed qcow2 converts ~4x faster than zlib here and is smaller; it
 # needs QEMU >= 5.1 to read.  zlib is for clouds with older compute hosts.
 QCOW2_COMPRESSION = ("zstd", "zlib")
@@ -115,7 +117,9 @@ class BuildOptions:
     agent_version: str = DEFAULT_AGENT_VERSION
     agent_source: AgentSource = AgentSource()
     constraints_file: Path | None = None
-    root_password: str = ""
+    # SHA-512 crypt hash (see rootpw.py); never the password, never printed.
+    root_password_hash: str = field(default="", repr=False)
+    root_password_ssh: bool = False
     sshd: bool = True
     cpu_pinning: bool = False
     fips: bool = False
@@ -158,10 +162,18 @@ class BuildPlan:
                 "source": opts.agent_source.describe(),
                 "constraints": str(self.constraints_file),
             },
+            "root_password": root_password_use(opts),
             "elements": list(self.elements),
             "environment": dict(sorted(self.env.items())),
             "disk-image-create": ["disk-image-create", *self.dib_args, *self.elements],
         }
+
+
+def root_password_use(opts: BuildOptions) -> str | None:
+    """Where root's password works, for the printed plan (which never shows it)."""
+    if not opts.root_password_hash:
+        return None
+    return "serial console and SSH" if opts.root_password_ssh else "serial console"
 
 
 def normalise_arch(arch: str) -> str:
@@ -213,6 +225,11 @@ def _check_choices(opts: BuildOptions, base: BaseOS) -> str:
     for element in (*opts.extra_elements, *opts.replace_elements):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", element):
             raise PlanError(f"invalid element name '{element}'")
+    if opts.root_password_ssh and not opts.root_password_hash:
+        raise PlanError("--root-password-ssh needs a root password; set AMP_ROOT_PASSWORD, or "
+                        "pass --root-password-file FILE or --root-password-prompt")
+    if opts.root_password_ssh and not opts.sshd:
+        raise PlanError("--root-password-ssh needs sshd; drop --no-sshd")
     for driver in opts.vf_drivers:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", driver):
             raise PlanError(f"invalid kernel module name '{driver}' in the VF driver list")
@@ -226,7 +243,7 @@ def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
         elements = [base.element, *AMPHORA_ELEMENTS]
         if opts.sriov:
             elements.append("sriov-vf-drivers")
-    if opts.root_password:
+    if opts.root_password_hash:
         elements.append("root-passwd")
     if not opts.sshd:
         elements.append("remove-sshd")
@@ -295,8 +312,11 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         env["DIB_AMP_CA_BUNDLE"] = host.ca_bundle
         if opts.ca_in_image:
             env["DIB_AMP_CA_IN_IMAGE"] = "1"
-    if opts.root_password:
-        env["DIB_PASSWORD"] = opts.root_password
+    if opts.root_password_hash:
+        # The hash itself reaches DIB as a file (dib.py writes it, mode 0600, for
+        # the build only): DIB records its environment in the image's manifests.
+        env["DIB_AMP_ROOT_PASSWORD_HASH_FILE"] = str(opts.work_dir / ROOT_PASSWORD_HASH_FILE)
+        env["DIB_AMP_ROOT_PASSWORD_SSH"] = "1" if opts.root_password_ssh else "0"
     if opts.kernel_package:
         env["DIB_AMP_KERNEL_PACKAGE"] = opts.kernel_package
     if opts.trace:

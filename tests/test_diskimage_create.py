@@ -59,7 +59,7 @@ def test_defaults(tmp_path):
     (["-o", "my-amp"], lambda p: p["output"].endswith("/my-amp.qcow2")),
     (["-o", "my-amp.qcow2"], lambda p: p["output"].endswith("/my-amp.qcow2")),
     (["-r", "pw"], lambda p: "root-passwd" in p["elements"]
-     and p["environment"]["DIB_PASSWORD"] == "pw"),
+     and p["root_password"] == "serial console" and "DIB_PASSWORD" not in p["environment"]),
     (["-s", "5"], lambda p: p["disk-image-create"][p["disk-image-create"].index(
         "--image-size") + 1] == "5"),
     (["-t", "raw"], lambda p: p["format"] == "raw" and p["output"].endswith(".raw")),

@@ -135,17 +135,18 @@ def test_size_passed_to_dib():
 
 
 def test_optional_elements():
-    p = plan(root_password="pw", sshd=False, cpu_pinning=True, fips=True,
+    p = plan(root_password_hash="$6$salt$hash", sshd=False, cpu_pinning=True, fips=True,
              extra_elements=("my-element",))
     for element in ("root-passwd", "remove-sshd", "cpu-pinning", "fips", "my-element"):
         assert element in p.elements
-    assert p.env["DIB_PASSWORD"] == "pw"
+    assert "DIB_PASSWORD" not in p.env
 
 
 def test_no_root_password_by_default():
     p = plan()
     assert "root-passwd" not in p.elements
-    assert "DIB_PASSWORD" not in p.env
+    assert not [k for k in p.env if "PASSW" in k]
+    assert p.as_dict()["root_password"] is None
 
 
 def test_replace_elements_keeps_options():
