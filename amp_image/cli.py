@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image import certcheck_cli, dib, host, publish_cli
+from amp_image import certcheck_cli, dib, host, publish_cli, rootpw
 from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.plan import (
@@ -62,6 +62,27 @@ def _resolve(path: str | None) -> Path | None:
     return Path(path).expanduser().resolve() if path else None
 
 
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise PlanError(f"--root-password-prompt needs a terminal; set {rootpw.ENV_VAR} or "
+                        "pass --root-password-file FILE instead")
+    return click.prompt("Root password (debug image)", hide_input=True,
+                        confirmation_prompt=True, err=True)
+
+
+def root_password_hash(kw: dict) -> str:
+    """Read root's password from its one source and hash it at once (see rootpw.py)."""
+    if kw["root_password"] is not None:
+        raise PlanError("--root-password would put the password on the command line, which "
+                        f"every user of this host can read; {rootpw.SOURCES}")
+    # Out of the environment: nothing amp-image runs may inherit it.
+    env = {rootpw.ENV_VAR: os.environ.pop(rootpw.ENV_VAR, "")}
+    password = rootpw.read_password(
+        env, file=_resolve(kw["root_password_file"]),
+        prompt=_prompt_password if kw["root_password_prompt"] else None)
+    return rootpw.hash_password(password) if password else ""
+
+
 def build_options(**kw) -> BuildOptions:
     constraints_file = _resolve(kw["constraints"])
     if constraints_file and not constraints_file.is_file():
@@ -84,7 +105,8 @@ def build_options(**kw) -> BuildOptions:
         agent_version=kw["agent_version"],
         agent_source=parse_agent_source(kw["agent_source"]),
         constraints_file=constraints_file,
-        root_password=kw["root_password"] or "",
+        root_password_hash=root_password_hash(kw),
+        root_password_ssh=kw["root_password_ssh"],
         sshd=kw["sshd"],
         cpu_pinning=kw["cpu_pinning"],
         fips=kw["fips"],
@@ -146,7 +168,16 @@ BUILD_OPTIONS = [
                                         "or a wheelhouse folder."),
     click.option("--constraints", help="Upper-constraints file (default: the vendored one for "
                                        "the agent's series)."),
-    click.option("--root-password", help="Set a root password (debug images only)."),
+    # Refused: argv is readable by every user of the host (see root_password_hash).
+    click.option("--root-password", hidden=True),
+    click.option("--root-password-file", help="Debug images only: give root the password on "
+                                              "this file's first line (the file must be mode "
+                                              "600 or stricter). Or set AMP_ROOT_PASSWORD."),
+    click.option("--root-password-prompt", is_flag=True, help="Debug images only: ask for "
+                                                              "root's password (needs a "
+                                                              "terminal; not echoed)."),
+    click.option("--root-password-ssh", is_flag=True, help="Allow root's password over SSH too "
+                                                           "(default: serial console only)."),
     click.option("--sshd/--no-sshd", default=True, show_default=True),
     click.option("--cpu-pinning", is_flag=True),
     click.option("--fips", is_flag=True, help="Enable FIPS mode (DIB's fips element)."),
@@ -205,8 +236,8 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> 
             # Before the build, not after it: a folder holding other files is refused.
             check_dest(publish_to, published_names(opts.output.name, ""), force=False,
                        option="--publish-dir")
-        if opts.root_password:
-            click.echo("amp-image: warning: --root-password makes a debug image; never use it "
+        if opts.root_password_hash:
+            click.echo("amp-image: warning: a root password makes a debug image; never use it "
                        "for production amphorae", err=True)
         if dry_run:
             print_plan(plan)
