@@ -103,6 +103,8 @@ def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
             **{k: tuple(v) if isinstance(v, tuple) else v for k, v in kw.items()},
             extra_flavor_data=extra)
         osconfig.validate(opts)
+        for warning in osconfig.warnings(opts):
+            click.echo(f"amp-image: warning: {warning}", err=True)
         if not do_apply:
             click.echo(osconfig.render_script(opts), nl=False)
             return

@@ -31,6 +31,7 @@ def script_commands(text: str) -> list[list[str]]:
 def test_simple_aggregate_commands():
     result = invoke("--sriov", "--host", "cmp1.example.org", "--host", "cmp2", "--sriov-vip")
     assert result.exit_code == 0, result.output
+    assert result.stderr == "" and "WARNING" not in result.stdout
     assert script_commands(result.stdout) == [
         ["openstack", "aggregate", "create", "amphora-sriov"],
         ["openstack", "aggregate", "add", "host", "amphora-sriov", "cmp1.example.org"],
@@ -80,6 +81,21 @@ def test_per_network_aggregate_commands():
         "loadbalancer_topology": "ACTIVE_STANDBY", "amp_image_tag": "amphora"}
     assert commands[5][:7] == ["openstack", "loadbalancer", "flavor", "create", "--name", "SRIOV",
                                "--flavorprofile"]
+
+
+SRIOV_FOR_NOTHING = ("--sriov without --sriov-vip or --allow-member-sriov makes an SR-IOV "
+                     "flavor that uses SR-IOV for nothing (its amphorae only land on the SR-IOV "
+                     "hosts); add --sriov-vip and/or --allow-member-sriov")
+
+
+def test_sriov_for_nothing_warns_on_stderr_and_in_the_script():
+    result = invoke("--sriov", "--host", "cmp1")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"amp-image: warning: {SRIOV_FOR_NOTHING}\n"
+    assert f"# WARNING: {SRIOV_FOR_NOTHING}\n" in result.stdout
+    result = invoke("--sriov", "--host", "cmp1", "--allow-member-sriov")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert "WARNING" not in result.stdout
 
 
 def test_sriov_flags_default_false_and_script_parses(tmp_path):
@@ -169,7 +185,8 @@ def test_flavor_data_keys_match_octavias_schema():
 
 
 def test_apply_without_cloud(tmp_path):
-    result = invoke("--sriov", "--host", "cmp1", "--apply", env=no_cloud_env(tmp_path))
+    result = invoke("--sriov", "--host", "cmp1", "--sriov-vip", "--apply",
+                    env=no_cloud_env(tmp_path))
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         "amp-image: error: no OpenStack cloud configured; set OS_CLOUD to a cloud in "
@@ -179,7 +196,7 @@ def test_apply_without_cloud(tmp_path):
 
 def test_apply_with_unknown_cloud(tmp_path):
     env = {**no_cloud_env(tmp_path), "OS_CLOUD": "nowhere"}
-    result = invoke("--sriov", "--host", "cmp1", "--apply", env=env)
+    result = invoke("--sriov", "--host", "cmp1", "--sriov-vip", "--apply", env=env)
     assert result.exit_code == 1
     assert "OpenStack cloud 'nowhere' is not usable: Cloud nowhere was not found;" in \
         result.stderr
@@ -242,6 +259,12 @@ class FakeCompute:
 
     def create_flavor_extra_specs(self, flavor, specs):
         flavor.extra_specs.update(specs)
+
+    def fetch_flavor_extra_specs(self, flavor):
+        return flavor
+
+    def get_flavor_access(self, flavor):
+        return [{"flavor_id": flavor.id, "tenant_id": p} for p in flavor.projects]
 
     def flavor_add_tenant_access(self, flavor, project_id):
         flavor.projects.append(project_id)
@@ -314,3 +337,67 @@ def test_openstacksdk_pin_matches_the_extra():
     dev = (ROOT / "requirements-dev.txt").read_text()
     extra = re.search(r'openstack = \["openstacksdk==([^"]+)"\]', pyproject).group(1)
     assert f"openstacksdk=={extra}" in dev.split()
+
+
+class FailsOnce:
+    """Wraps a fake proxy method: the first call raises, as an API error would."""
+
+    def __init__(self, method):
+        self.method, self.calls = method, 0
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("HttpException: 503: Service Unavailable (simulated)")
+        return self.method(*args, **kw)
+
+
+@pytest.mark.parametrize("failing", ["create_flavor_extra_specs", "flavor_add_tenant_access"])
+def test_rerun_repairs_a_flavor_left_half_made(failing):
+    """The flavor is created, then the next call fails; the rerun must finish the flavor,
+    not keep it "as it is" without its extra specs or its project access."""
+    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, project="service")
+    fake, said = FakeCloud(), []
+    setattr(fake.compute, failing, FailsOnce(getattr(fake.compute, failing)))
+    with pytest.raises(RuntimeError, match="simulated"):
+        osc.apply(opts, fake, emit=said.append)
+    flavor = fake.compute.flavors["amphora-sriov"]
+    assert flavor.extra_specs == {} or flavor.projects == []
+    said.clear()
+    osc.apply(opts, fake, emit=said.append)
+    assert flavor.extra_specs == {"hw_rng:allowed": "True",
+                                  "aggregate_instance_extra_specs:sriov-nic": "true"}
+    assert flavor.projects == ["id-of-service"]
+    assert "compute flavor amphora-sriov exists; kept as it is" in said
+    assert fake.load_balancer.flavors["amphora-sriov"].flavor_profile_id == \
+        "p-amphora-sriov-profile"
+
+
+def test_rerun_fixes_a_changed_extra_spec_and_keeps_others():
+    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True)
+    fake, said = FakeCloud(), []
+    osc.apply(opts, fake)
+    flavor = fake.compute.flavors["amphora-sriov"]
+    flavor.extra_specs.update({"aggregate_instance_extra_specs:sriov-nic": "false",
+                               "hw:cpu_policy": "dedicated"})
+    osc.apply(opts, fake, emit=said.append)
+    assert flavor.extra_specs == {"hw_rng:allowed": "True",
+                                  "aggregate_instance_extra_specs:sriov-nic": "true",
+                                  "hw:cpu_policy": "dedicated"}
+    assert "set aggregate_instance_extra_specs:sriov-nic on compute flavor amphora-sriov" in said
+
+
+def test_apply_failure_then_rerun_through_the_cli(monkeypatch):
+    """The CLI's promise: 're-running --apply completes the rest' (cloud.connect stubbed
+    with the in-memory fake)."""
+    fake = FakeCloud()
+    fake.compute.create_flavor_extra_specs = FailsOnce(fake.compute.create_flavor_extra_specs)
+    monkeypatch.setattr(cloud, "connect", lambda name: fake)
+    args = ("--sriov", "--host", "cmp1", "--sriov-vip", "--apply")
+    first = invoke(*args)
+    assert first.exit_code == 1
+    assert "re-running --apply completes the rest" in first.stderr
+    second = invoke(*args)
+    assert second.exit_code == 0, second.output
+    assert fake.compute.flavors["amphora-sriov"].extra_specs == {
+        "hw_rng:allowed": "True", "aggregate_instance_extra_specs:sriov-nic": "true"}
