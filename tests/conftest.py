@@ -27,6 +27,15 @@ def build_test_image(output: Path, *extra: str) -> Path:
     return output
 
 
+def ca_bundle_args() -> list[str]:
+    """--ca-bundle: the host's bundle plus a test-only CA (scripts/test-ca-bundle), so the
+    image tests can check that the build staged it and left no trace of it."""
+    bundle = TEST_IMAGE_DIR / "ca-bundle.pem"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "test-ca-bundle"), str(bundle)],
+                   check=True)
+    return ["--ca-bundle", str(bundle)]
+
+
 @pytest.fixture(scope="session")
 def built_image() -> Path:
     existing = os.environ.get("AMP_TEST_IMAGE")
@@ -34,7 +43,8 @@ def built_image() -> Path:
         path = Path(existing)
         assert path.is_file(), f"AMP_TEST_IMAGE={existing} does not exist"
         return path
-    return build_test_image(TEST_IMAGE_DIR / "amphora-x64-haproxy.qcow2")
+    return build_test_image(TEST_IMAGE_DIR / "amphora-x64-haproxy.qcow2",
+                            *ca_bundle_args())
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from amp_image.imagefs import mounted_image
+from amp_image.inventory import parse_dib_environment
 from amp_image.plan import DEFAULT_VF_DRIVERS
 from amp_image.records import read_record
 
@@ -147,9 +149,37 @@ def test_ssh_host_keys_not_baked_in(root):
     assert not list((root / "etc/ssh").glob("ssh_host_*_key"))
 
 
-def test_build_staging_and_host_ca_not_in_image(root):
+TEST_CA = "amp-image test-only CA"  # scripts/test-ca-bundle
+
+
+def cert_names(pem: bytes) -> list[str]:
+    return [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(pem)]
+
+
+def has_test_ca(names: list[str]) -> bool:
+    return any(TEST_CA in name for name in names)
+
+
+def build_environment(root: Path, image: Path) -> dict[str, str]:
+    for manifests in (root / "etc/dib-manifests", image.with_name(image.stem + ".d") /
+                      "dib-manifests"):
+        if (manifests / "dib_environment").is_file():
+            return parse_dib_environment((manifests / "dib_environment").read_text())
+    return {}
+
+
+def test_build_staging_and_host_ca_not_in_image(root, built_image: Path):
+    """The image was built with a CA bundle (the host's plus a test-only CA, as the test
+    suite builds it), which pip used in the chroot: none of it may stay in the image."""
+    bundle = build_environment(root, built_image).get("DIB_AMP_CA_BUNDLE", "")
+    assert bundle and has_test_ca(cert_names(Path(bundle).read_bytes())), (
+        f"the test image was built without a bundle holding the {TEST_CA} ({bundle or 'none'})"
+        ", so this test would check nothing; build it as tests/conftest.py or scripts/test does")
     assert not (root / "tmp/in_target.d").exists()
-    assert not list((root / "opt").rglob("ca-bundle.pem"))
+    assert not [str(p) for p in root.rglob("ca-bundle.pem")]
+    assert not (root / "usr/local/share/ca-certificates/amp-image-build-host.crt").exists()
+    store = cert_names((root / "etc/ssl/certs/ca-certificates.crt").read_bytes())
+    assert len(store) > 100 and not has_test_ca(store)
 
 
 def test_manifests_beside_the_image(built_image: Path):
