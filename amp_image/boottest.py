@@ -70,7 +70,7 @@ class BootedAmphora:
         """
         pem = self.client_files[client] if client else None
         return AgentClient(self.machine.ports[9443], expect_id or self.amphora_id,
-                           self.client_files["ca"], pem)
+                           self.client_files["ca"], pem, host=self.machine.spec.host_address)
 
     def testinfra_host(self, fresh: bool = False):
         """A testinfra host over SSH; fresh=True opens a new connection (after a reboot)."""
@@ -82,11 +82,11 @@ class BootedAmphora:
         return Host(get_backend(spec, **kw)) if fresh else testinfra.get_host(spec, **kw)
 
 
-def _write_ssh_config(workdir: Path, port: int, identity: Path) -> Path:
+def _write_ssh_config(workdir: Path, address: str, port: int, identity: Path) -> Path:
     path = workdir / "ssh_config"
     path.write_text(
         "Host amphora\n"
-        "  HostName 127.0.0.1\n"
+        f"  HostName {address}\n"
         f"  Port {port}\n"
         "  User root\n"
         f"  IdentityFile {identity}\n"
@@ -129,7 +129,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    extra_nics: list[Nic] | None = None,
                    machine_type: str = "q35", timeout: float = 900,
                    keep_workdir: bool = False,
-                   host_ports: dict[int, int] | None = None) -> Iterator[BootedAmphora]:
+                   host_ports: dict[int, int] | None = None,
+                   host_address: str = "127.0.0.1") -> Iterator[BootedAmphora]:
     image = image.resolve()
     own_tmp = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm.")) if own_tmp else workdir
@@ -147,7 +148,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     def spec(accel_name: str, direct=None) -> MachineSpec:
         return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
                            accel=accel_name, machine=machine_type, direct_boot=direct,
-                           mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports)
+                           mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports,
+                           host_address=host_address)
 
     def probe(accel_name: str) -> bool:
         probe_vm = _boot(spec(accel_name), 90)
@@ -173,7 +175,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
             report.boot_path = "direct kernel boot (image's kernel, initramfs, GRUB cmdline)"
             machine = Machine(spec(report.accel, direct))
             machine.start()
-        ssh_config = _write_ssh_config(workdir, machine.ports[22], identity)
+        ssh_config = _write_ssh_config(workdir, machine.spec.host_address, machine.ports[22],
+                                       identity)
         booted = BootedAmphora(machine, report, pki, client_files, ssh_config, workdir,
                                sriov_net)
         report.ssh_banner_s = machine.wait_ssh_banner(timeout)

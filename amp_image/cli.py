@@ -330,7 +330,8 @@ def _run_conformance(image: Path, octavia_version: str | None, common: list[str]
     except AmpImageError as exc:
         fail(str(exc), 1)
     suite = Path(__file__).parent / "conformance"
-    args = [str(suite / "test_conformance.py"), *common, "--rootdir", str(suite),
+    modules = ("test_conformance.py", "test_sriov_driver.py", "test_active_standby.py")
+    args = [*(str(suite / m) for m in modules), *common, "--rootdir", str(suite),
             "-W", "ignore::DeprecationWarning"]
     if report:
         args += ["--conformance-report", str(Path(report).resolve())]

@@ -14,6 +14,7 @@ address, which is what the firewall rules filter on.
 
 from __future__ import annotations
 
+import base64
 import socket
 import textwrap
 import time
@@ -100,6 +101,21 @@ HOST_SIDE_UNIT = textwrap.dedent("""\
     [Install]
     WantedBy=multi-user.target amphora-netns.service
     """)
+
+
+def put_file(host, path: str, text: str, mode: str) -> None:
+    """Write a file in the guest over the testinfra host's SSH connection."""
+    data = base64.b64encode(text.encode()).decode()
+    host.run_expect([0], f"mkdir -p $(dirname {path}) && echo {data} | base64 -d > {path} "
+                         f"&& chmod {mode} {path}")
+
+
+def install_host_side(host) -> None:
+    """Play the physical host: make the VFs with fixed MACs, now and at every boot."""
+    put_file(host, "/usr/local/sbin/amp-test-sriov-host", HOST_SIDE_SCRIPT, "0755")
+    put_file(host, "/etc/systemd/system/amp-test-sriov-host.service", HOST_SIDE_UNIT, "0644")
+    host.run_expect([0], "systemctl daemon-reload && "
+                         "systemctl enable --now amp-test-sriov-host.service")
 
 
 def haproxy_config(lb_id: str, listener_ids: dict[int, str]) -> str:

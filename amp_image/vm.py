@@ -79,6 +79,9 @@ class MachineSpec:
     # Fixed host ports for forward_ports (e.g. 9443 -> 9443 in a private network
     # namespace, so the agent's bind_port is the controller's); else free ones.
     host_ports: dict[int, int] | None = None
+    # The host address the forwards listen on (another 127.x address lets two VMs
+    # forward the same ports).
+    host_address: str = "127.0.0.1"
 
 
 class Machine:
@@ -101,7 +104,7 @@ class Machine:
 
     def command(self) -> list[str]:
         spec = self.spec
-        hostfwd = ",".join(f"hostfwd=tcp:127.0.0.1:{self.ports[p]}-:{p}"
+        hostfwd = ",".join(f"hostfwd=tcp:{spec.host_address}:{self.ports[p]}-:{p}"
                            for p in spec.forward_ports)
         cmd = [
             QEMU, "-machine", f"{spec.machine},accel={spec.accel}",
@@ -193,7 +196,8 @@ class Machine:
 
     def ssh_banner(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.ports[22]), timeout=3) as s:
+            with socket.create_connection((self.spec.host_address, self.ports[22]),
+                                          timeout=3) as s:
                 s.settimeout(5)
                 return s.recv(64).startswith(b"SSH-")
         except OSError:

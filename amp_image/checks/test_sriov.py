@@ -8,7 +8,6 @@ the Octavia controller over the agent's mutual-TLS API.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -47,12 +46,6 @@ def put_rules(vm, rules) -> None:
     assert response.status_code == 200, response.text
 
 
-def put_file(host, path: str, text: str, mode: str) -> None:
-    data = base64.b64encode(text.encode()).decode()
-    host.run_expect([0], f"mkdir -p $(dirname {path}) && echo {data} | base64 -d > {path} "
-                         f"&& chmod {mode} {path}")
-
-
 def pf_name(host) -> str:
     return host.check_output(
         f"grep -l {sriov.PF_MAC} /sys/class/net/*/address | cut -d/ -f5")
@@ -78,11 +71,7 @@ def test_hot_plugged_vfs_get_their_driver_by_themselves(vm, amphora_host):
     assert drivers == ["igbvf", "igbvf"]
     # Now as a host hands them out: fixed MACs, set before the VF driver binds.
     amphora_host.run_expect([0], f"echo 0 > {dev}/sriov_numvfs")
-    put_file(amphora_host, "/usr/local/sbin/amp-test-sriov-host", sriov.HOST_SIDE_SCRIPT, "0755")
-    put_file(amphora_host, "/etc/systemd/system/amp-test-sriov-host.service",
-             sriov.HOST_SIDE_UNIT, "0644")
-    amphora_host.run_expect([0], "systemctl daemon-reload && "
-                                 "systemctl enable --now amp-test-sriov-host.service")
+    sriov.install_host_side(amphora_host)
     links = amphora_host.check_output("ip -br link")
     assert sriov.VIP_VF_MAC in links and sriov.MEMBER_VF_MAC in links
 

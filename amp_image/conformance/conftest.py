@@ -21,6 +21,7 @@ from amp_image.conformance import backends as backend_servers
 from amp_image.conformance import controller, network
 from amp_image.conformance.heartbeats import HeartbeatReceiver
 from amp_image.pki import ThrowawayPKI
+from amp_image.vm import Nic
 
 AGENT_PORT = 9443
 HEARTBEAT_INTERVAL = 2
@@ -77,20 +78,32 @@ def heartbeats():
     receiver.stop()
 
 
-@pytest.fixture(scope="session")
-def amphora(request, segments):
-    config = request.config
-    nics = [network.VIP_SEGMENT.tap("tap-vip0", network.VIP_MAC),
+@pytest.fixture(scope="module")
+def vm_nics(segments) -> list[Nic]:
+    """The VM's VIP and member NICs: ordinary (virtio) ports; a module may override."""
+    return [network.VIP_SEGMENT.tap("tap-vip0", network.VIP_MAC),
             network.MEMBER_SEGMENT.tap("tap-mbr0", network.MEMBER_MAC)]
+
+
+@pytest.fixture(scope="module")
+def amphora(request, vm_nics):
+    """One VM per scenario module, gone (with its taps) before the next module boots."""
+    config = request.config
     workdir = config.getoption("--amp-workdir")
-    with booted_amphora(image_under_test(config), workdir=Path(workdir) if workdir else None,
-                        accel=config.getoption("--amp-accel"),
-                        boot=config.getoption("--amp-boot"), extra_nics=nics,
-                        host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
-        yield booted
+    try:
+        with booted_amphora(image_under_test(config),
+                            workdir=Path(workdir) / request.module.__name__ if workdir else None,
+                            accel=config.getoption("--amp-accel"),
+                            boot=config.getoption("--amp-boot"), extra_nics=vm_nics,
+                            host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
+            yield booted
+    finally:
+        request.config.stash[HOST_KEY] = None
+        for nic in vm_nics:
+            network.delete_link(network.tap_name(nic))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def amphora_host(request, amphora):
     host = amphora.testinfra_host()
     request.config.stash[HOST_KEY] = host
@@ -114,7 +127,7 @@ class Octavia:
         return self.topology.lb
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def octavia(amphora, heartbeats, tmp_path_factory) -> Octavia:
     controller.configure(client_pem=amphora.client_files["client"],
                          ca_pem=amphora.client_files["ca"], agent_port=AGENT_PORT,
@@ -138,7 +151,7 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.config.stash[RESULTS_KEY].append(
             {"scenario": item.name, "feature": feature_of(item), "outcome": report.outcome,
-             "seconds": round(report.duration, 1)})
+             "seconds": round(report.duration, 1), **dict(item.user_properties)})
         host = item.config.stash.get(HOST_KEY, None)
         if report.failed and host is not None:
             try:

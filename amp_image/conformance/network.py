@@ -53,18 +53,28 @@ class Segment:
         for address in self.addresses:
             ip("addr", "add", f"{address}/{PREFIX}", "dev", self.bridge)
 
-    def tap(self, name: str, mac: str) -> Nic:
-        """A persistent tap on this bridge for one VM NIC (QEMU opens it by name)."""
+    def tap(self, name: str, mac: str, device: str = "virtio-net-pci",
+            own_root_port: bool = False) -> Nic:
+        """A persistent tap on this bridge for one VM NIC (QEMU opens it by name);
+        remove it with delete_link once the VM is gone."""
         ip("tuntap", "add", "dev", name, "mode", "tap")
         ip("link", "set", name, "master", self.bridge, "up")
-        return Nic(device="virtio-net-pci", netdev=f"tap,ifname={name},script=no,downscript=no",
-                   mac=mac)
+        return Nic(device=device, netdev=f"tap,ifname={name},script=no,downscript=no",
+                   mac=mac, own_root_port=own_root_port)
 
     def remove_address(self, address: str) -> None:
         ip("addr", "del", f"{address}/{PREFIX}", "dev", self.bridge)
 
     def add_address(self, address: str) -> None:
         ip("addr", "replace", f"{address}/{PREFIX}", "dev", self.bridge)
+
+
+def delete_link(name: str) -> None:
+    ip("link", "del", name)
+
+
+def tap_name(nic: Nic) -> str:
+    return nic.netdev.split("ifname=", 1)[1].split(",", 1)[0]
 
 
 VIP_SEGMENT = Segment("br-vip", (VIP_GATEWAY,))

@@ -384,10 +384,11 @@ def test_server_certificate_rotation(octavia, amphora):
 
 def test_last_listeners_deleted(octavia, lb, amphora_host):
     """Load balancer teardown: deleting every listener stops haproxy and LVS."""
-    for port in list(lb["listeners"]):
-        if port == 81:
-            continue
-        octavia.driver.delete(lb["listeners"][port])
+    remaining = [listener for port, listener in lb["listeners"].items() if port != 81]
+    # LVS listeners first: each haproxy listener delete re-uploads every LVS config left.
+    remaining.sort(key=lambda listener: listener.protocol not in consts.LVS_PROTOCOLS)
+    for listener in remaining:
+        octavia.driver.delete(listener)
     wait_until(lambda: not _haproxy_pids(amphora_host, octavia.lb.id), 60, "haproxy stopped")
     assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")
 
