@@ -34,8 +34,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--conformance-report", help="Write each scenario's outcome and duration (JSON) here.")
 
 
+STARTED_KEY = pytest.StashKey[float]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = []
+    config.stash[STARTED_KEY] = time.monotonic()
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +174,8 @@ def feature_of(item) -> str:
 def pytest_sessionfinish(session, exitstatus) -> None:
     target = session.config.getoption("--conformance-report")
     if target:
+        wall = time.monotonic() - session.config.stash[STARTED_KEY]
         Path(target).write_text(json.dumps({"finished": time.time(),
+                                            "wall_seconds": round(wall),
                                             "scenarios": session.config.stash[RESULTS_KEY]},
                                            indent=2) + "\n")
