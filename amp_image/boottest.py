@@ -133,32 +133,35 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    host_address: str = "127.0.0.1") -> Iterator[BootedAmphora]:
     image = image.resolve()
     own_tmp = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm.")) if own_tmp else workdir
-    workdir.mkdir(parents=True, exist_ok=True)
     amphora_id = str(uuid.uuid4())
     report = BootReport(image, amphora_id)
-    pki = ThrowawayPKI.create(amphora_id)
-    client_files = pki.write_client_files(workdir / "pki")
-    identity, public_key = ssh_keypair(workdir)
     mgmt_mac = "52:54:00:12:34:56"
-    drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)
-    sriov_net = SriovNetwork.create() if sriov else None
-    nics = list(extra_nics or []) + ([sriov_net.nic()] if sriov_net else [])
-
-    def spec(accel_name: str, direct=None) -> MachineSpec:
-        return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
-                           accel=accel_name, machine=machine_type, direct_boot=direct,
-                           mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports,
-                           host_address=host_address)
-
-    def probe(accel_name: str) -> bool:
-        probe_vm = _boot(spec(accel_name), 90)
-        if probe_vm:
-            probe_vm.stop()
-        return probe_vm is not None
-
     machine = None
+    # Everything this creates (work dir, PKI, client files, SSH key, config drive)
+    # is made inside the try, so the finally removes it on any failure.
     try:
+        if own_tmp:
+            workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm."))
+        workdir.mkdir(parents=True, exist_ok=True)
+        pki = ThrowawayPKI.create(amphora_id)
+        client_files = pki.write_client_files(workdir / "pki")
+        identity, public_key = ssh_keypair(workdir)
+        drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)
+        sriov_net = SriovNetwork.create() if sriov else None
+        nics = list(extra_nics or []) + ([sriov_net.nic()] if sriov_net else [])
+
+        def spec(accel_name: str, direct=None) -> MachineSpec:
+            return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
+                               accel=accel_name, machine=machine_type, direct_boot=direct,
+                               mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports,
+                               host_address=host_address)
+
+        def probe(accel_name: str) -> bool:
+            probe_vm = _boot(spec(accel_name), 90)
+            if probe_vm:
+                probe_vm.stop()
+            return probe_vm is not None
+
         report.accel, report.accel_reason = choose_accel(probe, accel)
         if boot in ("auto", "bootloader"):
             machine = _boot(spec(report.accel), BOOTLOADER_GRACE_S)
@@ -186,5 +189,5 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     finally:
         if machine:
             machine.stop()
-        if own_tmp and not keep_workdir:
+        if own_tmp and workdir is not None and not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
