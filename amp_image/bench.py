@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amp_image.boottest import booted_amphora
+from amp_image.cliutil import stop_on_sigterm
 from amp_image.imagefs import mounted_image
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
@@ -31,6 +33,8 @@ TARGETS = {
     "qcow2 size (MiB)": 275,
     "QEMU -> agent /info (s)": 70,
 }
+# How long a build stopped by the bench gets to undo its mounts and loop devices.
+CHILD_CLEANUP_S = 300
 
 
 @dataclass
@@ -86,15 +90,36 @@ class ResourceSampler:
         self._thread.join()
 
 
+def run_to_end(cmd: list[str], **kw) -> int:
+    """Run a child (a build) and return its exit code.
+
+    On Ctrl-C or SIGTERM the child gets one SIGTERM (amp-image build then undoes
+    its mounts, loop devices and lock) and the bench waits for it to finish
+    before it stops too.  The child has its own session, so a Ctrl-C on the
+    terminal reaches it only this way, once.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=CHILD_CLEANUP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> tuple[float, int, int]:
     cmd = [AMP_IMAGE, "build", "--sriov", "-o", str(output), "--cache-dir", str(cache),
            "--work-dir", str(work), *extra]
     work.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with ResourceSampler(work) as sampler:
-        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        returncode = run_to_end(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - start
-    if result.returncode != 0:
+    if returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} failed; see {output}.log")
     return seconds, sampler.peak_mem, sampler.peak_disk
 
@@ -141,6 +166,7 @@ def machine() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("build/bench"),
                         help="Scratch and results folder (ignored by git).")
@@ -194,5 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("bench: interrupted; builds and VMs stopped and cleaned up", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

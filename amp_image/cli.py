@@ -292,6 +292,7 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> 
 def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_version,
                keyword) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
+    stop_on_sigterm()
     host.check_root()
     image_path = Path(image).resolve()
     common = ["-p", "no:cacheprovider", "-p", "amp_image.checks.plugin",
