@@ -2,7 +2,8 @@
 
 One context manager, :func:`booted_amphora`, owns the whole life of the test
 VM: PKI and config drive, accelerator choice, boot, readiness on the SSH
-banner and on the agent's mutual-TLS API, and the kill at the end.
+banner (for an image with sshd) and on the agent's mutual-TLS API, and the
+kill at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class BootReport:
     accel: str = ""
     accel_reason: str = ""
     boot_path: str = ""
+    # False for an image without sshd (-n/--no-sshd): no SSH readiness, no SSH checks.
+    ssh: bool = True
     ssh_banner_s: float = 0.0
     agent_ready_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -42,7 +45,8 @@ class BootReport:
             f"amphora id        {self.amphora_id}",
             f"accelerator       {self.accel} ({self.accel_reason})",
             f"boot path         {self.boot_path}",
-            f"QEMU -> SSH       {self.ssh_banner_s:.1f} s",
+            (f"QEMU -> SSH       {self.ssh_banner_s:.1f} s" if self.ssh else
+             "QEMU -> SSH       not applicable: the image has no sshd"),
             f"QEMU -> agent     {self.agent_ready_s:.1f} s (GET /1.0/info, mutual TLS)",
             *(f"note              {n}" for n in self.notes),
         ]
@@ -74,6 +78,8 @@ class BootedAmphora:
 
     def testinfra_host(self, fresh: bool = False):
         """A testinfra host over SSH; fresh=True opens a new connection (after a reboot)."""
+        if not self.report.ssh:
+            raise RuntimeError("this amphora was booted without SSH (its image has no sshd)")
         import testinfra
         from testinfra.backend import get_backend
         from testinfra.host import Host
@@ -130,11 +136,16 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    machine_type: str = "q35", timeout: float = 900,
                    keep_workdir: bool = False,
                    host_ports: dict[int, int] | None = None,
-                   host_address: str = "127.0.0.1") -> Iterator[BootedAmphora]:
+                   host_address: str = "127.0.0.1",
+                   ssh: bool = True) -> Iterator[BootedAmphora]:
+    """Boot IMAGE and yield it once it is ready.
+
+    ssh=False is for an image without sshd: readiness is the agent's API alone.
+    """
     image = image.resolve()
     own_tmp = workdir is None
     amphora_id = str(uuid.uuid4())
-    report = BootReport(image, amphora_id)
+    report = BootReport(image, amphora_id, ssh=ssh)
     mgmt_mac = "52:54:00:12:34:56"
     machine = None
     # Everything this creates (work dir, PKI, client files, SSH key, config drive)
@@ -182,7 +193,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                                        identity)
         booted = BootedAmphora(machine, report, pki, client_files, ssh_config, workdir,
                                sriov_net)
-        report.ssh_banner_s = machine.wait_ssh_banner(timeout)
+        if ssh:
+            report.ssh_banner_s = machine.wait_ssh_banner(timeout)
         client = booted.agent()
         report.agent_ready_s = machine.wait_for(client.info_ok, timeout, "agent API", 2.0)
         yield booted

@@ -12,8 +12,17 @@ from conftest import AMP_IMAGE
 
 from amp_image.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
 from amp_image.checks.test_sriov import *  # noqa: F403  (the SR-IOV scenario, after the checks)
+from amp_image.plan import DEFAULT_VF_DRIVERS
 
 pytestmark = pytest.mark.boot
+
+
+def test_the_record_is_the_default_builds(amphora_record):
+    """This suite's image is a default --sriov build: the checks that follow the record
+    must all apply to it (none skipped as not applicable)."""
+    assert amphora_record.sshd == "present"
+    assert amphora_record.firewall == "nftables"
+    assert amphora_record.vf_drivers == list(DEFAULT_VF_DRIVERS)
 
 
 def test_boot_report(amphora):

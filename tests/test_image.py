@@ -149,6 +149,12 @@ def test_ssh_host_keys_not_baked_in(root):
     assert not list((root / "etc/ssh").glob("ssh_host_*_key"))
 
 
+def test_sshd_recorded(root):
+    """amp-image test reads this to know whether it can reach the amphora over SSH."""
+    assert (root / "etc/amp-image/sshd").read_text() == "AMP_SSHD=present\n"
+    assert (root / "usr/sbin/sshd").exists()
+
+
 TEST_CA = "amp-image test-only CA"  # scripts/test-ca-bundle
 
 
@@ -187,6 +193,7 @@ def test_manifests_beside_the_image(built_image: Path):
     assert record.vf_drivers == list(DEFAULT_VF_DRIVERS)
     assert record.agent["AMPHORA_AGENT_VERSION"] == "19.0.0"
     assert record.firewall == "nftables"
+    assert record.sshd == "present"
     assert record.packages.get("haproxy")
 
 

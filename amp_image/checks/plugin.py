@@ -2,6 +2,12 @@
 
 Used by ``amp-image test IMAGE`` and by the project's test suite (which
 builds the image first and passes it with ``--amp-image``).
+
+The checks follow what the image records about itself in /etc/amp-image
+(``amp_image.records``).  An image without sshd (``AMP_SSHD=absent``) boots
+without SSH readiness; every check that needs SSH is then skipped as not
+applicable, naming the record, and the summary counts it apart from the
+passes.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from amp_image.boottest import booted_amphora
+from amp_image.records import RECORD_DIR, SSHD_RECORD, ImageRecord, parse_record, read_image_record
 
 REPORT_KEY = pytest.StashKey[dict]()
 
@@ -50,21 +57,46 @@ def amphora_sriov(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def amphora(request: pytest.FixtureRequest, amphora_image: Path, amphora_sriov: bool):
+def amphora_record(amphora_image: Path) -> ImageRecord:
+    """What the image under test records about itself, read before it boots (from DIB's
+    copy beside it, NAME.d, or a read-only mount of the image)."""
+    return read_image_record(amphora_image)
+
+
+@pytest.fixture(scope="session")
+def amphora(request: pytest.FixtureRequest, amphora_image: Path, amphora_sriov: bool,
+            amphora_record: ImageRecord):
     config = request.config
     workdir = config.getoption("--amp-workdir")
     with booted_amphora(amphora_image,
                         workdir=Path(workdir) if workdir else None,
                         accel=config.getoption("--amp-accel"),
                         boot=config.getoption("--amp-boot"),
-                        sriov=amphora_sriov) as booted:
+                        sriov=amphora_sriov,
+                        ssh=amphora_record.has_sshd) as booted:
         config.stash[REPORT_KEY]["report"] = booted.report
         yield booted
 
 
+NO_SSHD = (f"not applicable: {SSHD_RECORD} records AMP_SSHD=absent (built with "
+           "-n/--no-sshd), so this amphora is reached only through the agent's API")
+
+
 @pytest.fixture(scope="session")
 def amphora_host(amphora):
+    if not amphora.report.ssh:
+        pytest.skip(NO_SSHD)
     return amphora.testinfra_host()
+
+
+@pytest.fixture(scope="session")
+def image_record(amphora_host) -> ImageRecord:
+    """The booted amphora's own record (/etc/amp-image), read over SSH."""
+    def read(name: str) -> str | None:
+        record = amphora_host.file(f"{RECORD_DIR}/{name}")
+        return record.content_string if record.exists else None
+
+    return parse_record(read)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -74,6 +106,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     terminalreporter.section("amphora boot report")
     for line in report.lines():
         terminalreporter.write_line(line)
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if r.when != "teardown"]
+    if skipped:
+        terminalreporter.write_line(f"not applicable    {len(skipped)} checks skipped (not "
+                                    "passed) for what the image records; see the reasons above")
     target = config.getoption("--amp-report")
     if target:
         import dataclasses

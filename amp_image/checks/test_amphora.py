@@ -1,6 +1,11 @@
 """Checks against a booted amphora: over SSH (pytest-testinfra) and the agent's TLS API.
 
-The ``amphora`` and ``amphora_host`` fixtures come from ``amp_image.checks.plugin``.
+The fixtures come from ``amp_image.checks.plugin``: ``amphora`` (the VM and its
+agent API), ``amphora_host`` (SSH), ``image_record`` (the booted image's
+/etc/amp-image, read over SSH) and ``amphora_record`` (the same record, read
+from the image before it booted).  What an image may differ in (firewall
+backend, VF drivers, sshd) is checked against its record, not assumed; a
+check that does not apply to the image is skipped, naming the record.
 """
 
 from __future__ import annotations
@@ -11,8 +16,18 @@ import time
 import pytest
 import requests
 
-REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "nftables", "cryptsetup-bin",
-                     "cloud-init", "sos")
+from amp_image.records import (
+    AGENT_RECORD,
+    FIREWALL_RECORD,
+    SSHD_RECORD,
+    VF_DRIVERS_RECORD,
+)
+
+# The firewall's package (nftables or iptables) follows the record: see
+# test_firewall_package_as_recorded.
+REQUIRED_PACKAGES = ("haproxy", "keepalived", "ipvsadm", "cryptsetup-bin", "cloud-init", "sos")
+FIREWALL_PACKAGES = {"nftables": "nftables", "iptables": "iptables"}
+FIREWALL_WORKS = {"nftables": "nft list ruleset", "iptables": "iptables -w -S"}
 COMPILERS = ("gcc", "cc", "g++", "c++", "make")
 HAPROXY_SYSCTLS = {
     "net.ipv4.ip_nonlocal_bind": "1",
@@ -26,11 +41,10 @@ HAPROXY_SYSCTLS = {
     "net.ipv4.tcp_rmem": "4096\t87380\t33554432",
     "net.ipv4.ping_group_range": "0\t2147483647",
 }
-
-
-def _vf_drivers(amphora_host) -> list[str]:
-    text = amphora_host.file("/etc/amp-image/vf-drivers").content_string
-    return [line.split()[0] for line in text.splitlines() if line.strip()]
+# How long an image without sshd must show no SSH banner.
+NO_SSHD_WATCH_S = 20
+NOT_SRIOV = (f"not applicable: no {VF_DRIVERS_RECORD} in the image (built with --no-sriov), "
+             "so it promises no VF driver")
 
 
 # --- packages -------------------------------------------------------------------------
@@ -38,6 +52,13 @@ def _vf_drivers(amphora_host) -> list[str]:
 @pytest.mark.parametrize("package", REQUIRED_PACKAGES)
 def test_package_installed(amphora_host, package):
     assert amphora_host.package(package).is_installed
+
+
+def test_firewall_package_as_recorded(amphora_host, image_record):
+    firewall = image_record.firewall
+    assert firewall in FIREWALL_PACKAGES, \
+        f"{FIREWALL_RECORD} records AMP_FIREWALL={firewall!r}, not nftables or iptables"
+    assert amphora_host.package(FIREWALL_PACKAGES[firewall]).is_installed
 
 
 @pytest.mark.parametrize("compiler", COMPILERS)
@@ -96,25 +117,71 @@ def test_hostname_from_metadata(amphora_host, amphora):
     assert amphora_host.check_output("hostname") == f"amphora-{amphora.amphora_id}"
 
 
+# --- what the image records about itself ----------------------------------------------
+
+def test_record_read_before_boot_is_the_booted_images(image_record, amphora_record):
+    """The harness chose how to reach the amphora (SSH or not) from the record it read
+    before booting; it must be the record the booted image carries."""
+    assert image_record.sshd == amphora_record.sshd
+    assert image_record.firewall == amphora_record.firewall
+    assert image_record.sriov == amphora_record.sriov
+    assert image_record.vf_driver_files == amphora_record.vf_driver_files
+    assert image_record.agent == amphora_record.agent
+
+
+def test_image_records_agent_source(image_record):
+    assert image_record.agent.get("AMPHORA_AGENT_VERSION"), \
+        f"{AGENT_RECORD} has no AMPHORA_AGENT_VERSION: {image_record.agent}"
+    assert image_record.agent.get("AMPHORA_AGENT_SOURCE_TYPE"), image_record.agent
+
+
+def test_sshd_as_recorded(amphora, amphora_record):
+    """From the host, so that it also runs for an image without sshd: the SSH port
+    forwarded to the amphora shows an SSH banner if and only if the image has sshd."""
+    if amphora_record.has_sshd:
+        assert amphora.machine.ssh_banner(), \
+            f"{SSHD_RECORD} records AMP_SSHD={amphora_record.sshd or '(none: sshd)'}, " \
+            "but nothing answers SSH"
+        return
+    # The agent answers, so boot is over; give a would-be sshd time to start anyway.
+    deadline = time.monotonic() + NO_SSHD_WATCH_S
+    while True:
+        assert not amphora.machine.ssh_banner(), \
+            f"{SSHD_RECORD} records AMP_SSHD=absent, but an SSH server answers"
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(2)
+
+
 # --- SR-IOV readiness -----------------------------------------------------------------
 
-def test_nftables_works(amphora_host):
-    result = amphora_host.run("nft list ruleset")
-    assert result.rc == 0, result.stderr
-    firewall = amphora_host.file("/etc/amp-image/firewall").content_string.strip()
-    assert firewall == "AMP_FIREWALL=nftables"
+def test_firewall_as_recorded(amphora_host, image_record):
+    """The backend the agent programs (nftables, or iptables for --iptables) works."""
+    firewall = image_record.firewall
+    assert firewall in FIREWALL_WORKS, \
+        f"{FIREWALL_RECORD} records AMP_FIREWALL={firewall!r}, not nftables or iptables"
+    result = amphora_host.run(FIREWALL_WORKS[firewall])
+    assert result.rc == 0, f"{FIREWALL_WORKS[firewall]}: {result.stderr}"
 
 
-def test_vf_driver_list_recorded(amphora_host):
-    drivers = _vf_drivers(amphora_host)
-    for required in ("iavf", "ixgbevf", "igbvf", "mlx5_core", "mlx4_core", "bnxt_en",
-                     "qede", "ice", "i40e"):
-        assert required in drivers
+def test_vf_drivers_recorded_for_the_running_kernel(amphora_host, image_record):
+    if not image_record.sriov:
+        pytest.skip(NOT_SRIOV)
+    assert image_record.vf_drivers, f"{VF_DRIVERS_RECORD} lists no VF driver"
+    kernel = amphora_host.check_output("uname -r")
+    here = {d.module: d.path for d in image_record.vf_driver_files if d.kernel == kernel}
+    missing = [m for m in image_record.vf_drivers if m not in here]
+    assert not missing, f"{VF_DRIVERS_RECORD} has no entry for {missing} on kernel {kernel}"
+    absent = [path for path in here.values() if not amphora_host.file(path).exists]
+    assert not absent, f"recorded VF driver files missing: {absent}"
 
 
-def test_every_vf_driver_loads(amphora_host):
+def test_every_vf_driver_loads(amphora_host, image_record):
+    if not image_record.sriov:
+        pytest.skip(NOT_SRIOV)
+    assert image_record.vf_drivers, f"{VF_DRIVERS_RECORD} lists no VF driver"
     failures = []
-    for module in _vf_drivers(amphora_host):
+    for module in image_record.vf_drivers:
         result = amphora_host.run(f"modprobe {module}")
         if result.rc != 0:
             failures.append(f"{module}: {result.stderr.strip()}")
@@ -160,15 +227,10 @@ def test_sshd_key_only(amphora_host):
     assert "passwordauthentication no" in config
 
 
-def test_only_sshd_and_agent_listen_on_tcp(amphora_host):
+def test_only_sshd_and_agent_listen_on_tcp(amphora_host, image_record):
     listening = amphora_host.socket.get_listening_sockets()
     ports = sorted({int(s.rsplit(":", 1)[1]) for s in listening if s.startswith("tcp")})
-    assert ports == [22, 9443], listening
-
-
-def test_image_records_agent_source(amphora_host):
-    text = amphora_host.file("/etc/amp-image/amphora-agent").content_string
-    assert "AMPHORA_AGENT_VERSION=" in text
+    assert ports == ([22, 9443] if image_record.has_sshd else [9443]), listening
 
 
 # --- the agent, from the host, over mutual TLS ----------------------------------------
