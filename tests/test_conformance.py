@@ -14,9 +14,9 @@ from conftest import AMP_IMAGE, ROOT
 
 pytestmark = pytest.mark.conformance
 
-# Scenarios in amp_image/conformance/test_conformance.py (parametrized ones counted
+# Scenarios in amp_image/conformance/test_*.py (parametrized ones counted
 # once per case); the suite must have run all of them, not merely passed.
-EXPECTED_SCENARIOS = 28
+EXPECTED_SCENARIOS = 37
 
 
 def test_every_conformance_scenario_passes(built_image, tmp_path):
