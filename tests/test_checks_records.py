@@ -81,7 +81,8 @@ FAKE_BOOT = textwrap.dedent("""\
 def _run_checks(tmp_path: Path, image: Path, banner: bool, keyword: str) -> dict[str, tuple]:
     (tmp_path / "fakeboot.py").write_text(FAKE_BOOT)
     junit = tmp_path / "junit.xml"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "FAKE_SSH_BANNER": "yes" if banner else "no"}
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "FAKE_SSH_BANNER": "yes" if banner else "no"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(CHECKS / "test_amphora.py"), "-p", "fakeboot",
          "-p", "amp_image.checks.plugin", "-p", "no:cacheprovider", "--rootdir", str(CHECKS),
