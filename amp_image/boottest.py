@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image import configdrive, imagefs
-from amp_image.agentapi import AgentClient
+from amp_image.agentapi import AgentClient, Handshake, tls_handshake
 from amp_image.pki import ThrowawayPKI, ssh_keypair
 from amp_image.sriov import SriovNetwork
 from amp_image.vm import Machine, MachineSpec, Nic, choose_accel
@@ -75,6 +75,15 @@ class BootedAmphora:
         pem = self.client_files[client] if client else None
         return AgentClient(self.machine.ports[9443], expect_id or self.amphora_id,
                            self.client_files["ca"], pem, host=self.machine.spec.host_address)
+
+    def handshake(self, client: str | None = "client", expect_id: str = "",
+                  timeout: float = 30) -> Handshake:
+        """How a TLS connection to the agent ends (see agentapi.Handshake); client=None
+        presents no certificate, client="rogue_client" one from an unrelated CA."""
+        pem = self.client_files[client] if client else None
+        return tls_handshake(self.machine.spec.host_address, self.machine.ports[9443],
+                             expect_id or self.amphora_id, self.client_files["ca"], pem,
+                             timeout)
 
     def testinfra_host(self, fresh: bool = False):
         """A testinfra host over SSH; fresh=True opens a new connection (after a reboot)."""

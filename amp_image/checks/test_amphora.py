@@ -14,7 +14,6 @@ import json
 import time
 
 import pytest
-import requests
 
 from amp_image.records import (
     AGENT_RECORD,
@@ -41,6 +40,20 @@ HAPROXY_SYSCTLS = {
     "net.ipv4.tcp_rmem": "4096\t87380\t33554432",
     "net.ipv4.ping_group_range": "0\t2147483647",
 }
+# GET /1.0/details, by octavia major version: octavia/amphorae/backends/agent/
+# api_server/amphora_info.py (compile_amphora_details), with the keepalived LVS
+# driver's additions (its _SUBSCRIBED_AMP_COMPILE: keepalived, ipvsadm).  The
+# same in 18.0.1 and 19.0.0.
+_DETAILS_KEYS = frozenset({
+    "hostname", "haproxy_version", "api_version", "networks", "active", "haproxy_count",
+    "cpu_count", "cpu", "memory", "disk", "load", "active_tuned_profiles", "topology",
+    "topology_status", "listeners", "packages",
+    "lvs_listener_process_count", "keepalived_version", "ipvsadm_version",
+})
+DETAILS_KEYS = {18: _DETAILS_KEYS, 19: _DETAILS_KEYS}
+DETAILS_CPU_KEYS = {"total", "user", "system", "soft_irq"}
+DETAILS_MEMORY_KEYS = {"total", "free", "buffers", "cached", "swap_used", "shared", "slab"}
+DETAILS_DISK_KEYS = {"used", "available"}
 # How long an image without sshd must show no SSH banner.
 NO_SSHD_WATCH_S = 20
 NOT_SRIOV = (f"not applicable: no {VF_DRIVERS_RECORD} in the image (built with --no-sriov), "
@@ -245,26 +258,59 @@ def test_agent_info(amphora):
     assert info["hostname"] == f"amphora-{amphora.amphora_id}"
 
 
-def test_agent_details(amphora):
+def test_agent_details(amphora, amphora_record):
+    """Every key this agent version's /details returns, with sane values for an
+    amphora that has no load balancer yet."""
+    version = amphora_record.agent.get("AMPHORA_AGENT_VERSION", "")
+    major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else None
+    if major not in DETAILS_KEYS:
+        pytest.fail(f"no /details key list for octavia {version or '(not recorded)'}; add "
+                    "it from octavia/amphorae/backends/agent/api_server/amphora_info.py")
     response = amphora.agent().get("details")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     details = response.json()
+    missing = sorted(DETAILS_KEYS[major] - details.keys())
+    assert not missing, f"/details of octavia {version} lacks {missing}: {details}"
     assert details["api_version"] == "1.0"
-    assert "networks" in details or "interfaces" in details or "load" in details
+    assert details["hostname"] == f"amphora-{amphora.amphora_id}"
+    assert details["active"] is True
+    assert (details["topology"], details["topology_status"]) == ("SINGLE", "OK")
+    for key in ("haproxy_version", "keepalived_version", "ipvsadm_version"):
+        assert isinstance(details[key], str) and details[key].strip(), (key, details[key])
+    assert details["cpu_count"] >= 1
+    assert set(details["cpu"]) == DETAILS_CPU_KEYS, details["cpu"]
+    assert set(details["memory"]) == DETAILS_MEMORY_KEYS, details["memory"]
+    assert details["memory"]["total"] > 0
+    assert set(details["disk"]) == DETAILS_DISK_KEYS, details["disk"]
+    assert details["disk"]["used"] > 0 and details["disk"]["available"] > 0, details["disk"]
+    assert len(details["load"]) == 3, details["load"]
+    assert isinstance(details["networks"], dict), details["networks"]
+    assert (details["listeners"], details["haproxy_count"],
+            details["lvs_listener_process_count"]) == ([], 0, 0)
+
+
+def test_agent_handshake_probe_gets_an_answer(amphora):
+    """The probe the refusal checks use gets through with the controller's certificate."""
+    result = amphora.handshake(client="client")
+    assert result.outcome == "answered", str(result)
+    assert result.detail.startswith("HTTP/1.") and " 200 " in result.detail, str(result)
 
 
 def test_agent_refuses_client_without_certificate(amphora):
-    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
-        amphora.agent(client=None).get("info")
+    result = amphora.handshake(client=None)
+    assert result.outcome == "refused", \
+        f"expected the agent to end the TLS handshake (alert or reset); got {result}"
 
 
 def test_agent_refuses_certificate_from_another_ca(amphora):
-    with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
-        amphora.agent(client="rogue_client").get("info")
+    result = amphora.handshake(client="rogue_client")
+    assert result.outcome == "refused", \
+        f"expected the agent to end the TLS handshake (alert or reset); got {result}"
 
 
 def test_agent_certificate_names_the_amphora(amphora):
     # The controller checks the certificate's name against the amphora id; a
     # client expecting another id must fail verification.
-    with pytest.raises(requests.exceptions.SSLError):
-        amphora.agent(expect_id="another-amphora").get("info")
+    result = amphora.handshake(expect_id="another-amphora")
+    assert result.outcome == "server-rejected", str(result)
+    assert "mismatch" in result.detail.lower(), str(result)
