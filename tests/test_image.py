@@ -149,6 +149,16 @@ def test_ssh_host_keys_not_baked_in(root):
     assert not list((root / "etc/ssh").glob("ssh_host_*_key"))
 
 
+def test_runtime_ssh_keygen_unit_masked(root):
+    """DIB's ssh-keygen.service fails at DSA on OpenSSH 10; cloud-init makes the keys."""
+    unit = root / "etc/systemd/system/ssh-keygen.service"
+    assert unit.is_symlink() and os.readlink(unit) == "/dev/null"
+    assert not os.path.lexists(root / "etc/systemd/system/multi-user.target.wants"
+                               / "ssh-keygen.service")
+    cloud_cfg = (root / "etc/cloud/cloud.cfg").read_text()
+    assert re.search(r"^\s*-\s*ssh\s*$", cloud_cfg, re.MULTILINE), "cloud-init's ssh module is off"
+
+
 def test_sshd_recorded(root):
     """amp-image test reads this to know whether it can reach the amphora over SSH."""
     assert (root / "etc/amp-image/sshd").read_text() == "AMP_SSHD=present\n"

@@ -54,6 +54,11 @@ DETAILS_KEYS = {18: _DETAILS_KEYS, 19: _DETAILS_KEYS}
 DETAILS_CPU_KEYS = {"total", "user", "system", "soft_irq"}
 DETAILS_MEMORY_KEYS = {"total", "free", "buffers", "cached", "swap_used", "shared", "slab"}
 DETAILS_DISK_KEYS = {"used", "available"}
+# cloud-init makes the host keys at first boot (DIB's cloud-init element sets
+# ssh_genkeytypes to these); OpenSSH 10 has no DSA.
+HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+# How long boot may take to settle (systemctl is-system-running --wait).
+BOOT_SETTLE_S = 300
 # How long an image without sshd must show no SSH banner.
 NO_SSHD_WATCH_S = 20
 NOT_SRIOV = (f"not applicable: no {VF_DRIVERS_RECORD} in the image (built with --no-sriov), "
@@ -77,6 +82,24 @@ def test_firewall_package_as_recorded(amphora_host, image_record):
 @pytest.mark.parametrize("compiler", COMPILERS)
 def test_no_compiler(amphora_host, compiler):
     assert not amphora_host.exists(compiler)
+
+
+# --- a clean boot ---------------------------------------------------------------------
+
+def test_system_running(amphora_host):
+    """Boot finished with every unit up: not degraded, not still starting."""
+    result = amphora_host.run(f"timeout {BOOT_SETTLE_S} systemctl is-system-running --wait")
+    state = result.stdout.strip() or f"(no answer in {BOOT_SETTLE_S} s, rc {result.rc})"
+    if state != "running":
+        failed = amphora_host.run("systemctl --failed --no-legend --plain").stdout.strip()
+        pytest.fail(f"systemctl is-system-running: {state}; failed units:\n{failed or '(none)'}")
+
+
+def test_no_failed_units(amphora_host):
+    amphora_host.run(f"timeout {BOOT_SETTLE_S} systemctl is-system-running --wait")
+    result = amphora_host.run("systemctl --failed --no-legend --plain")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "", f"failed units:\n{result.stdout}"
 
 
 # --- services -------------------------------------------------------------------------
@@ -238,6 +261,15 @@ def test_no_root_password(amphora_host):
 def test_sshd_key_only(amphora_host):
     config = amphora_host.check_output("sshd -T")
     assert "passwordauthentication no" in config
+
+
+def test_ssh_host_keys_made_at_first_boot(amphora_host):
+    """cloud-init makes them (DIB's runtime-ssh-host-keys unit is masked: it
+    stops at DSA, which OpenSSH 10 dropped); none was baked into the image."""
+    missing = [t for t in HOST_KEY_TYPES
+               if not amphora_host.file(f"/etc/ssh/ssh_host_{t}_key").exists]
+    assert not missing, f"no {missing} host keys"
+    assert not amphora_host.file("/etc/ssh/ssh_host_dsa_key").exists
 
 
 def test_only_sshd_and_agent_listen_on_tcp(amphora_host, image_record):
