@@ -8,6 +8,7 @@ the copy of DIB's manifests that DIB keeps in ``/etc/dib-manifests``.
 from __future__ import annotations
 
 import email.parser
+import email.utils
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,34 @@ class VfDriver:
     path: str
 
 
+@dataclass(frozen=True)
+class AptIndex:
+    """A Release file apt fetched during the build: where from, and the date in it."""
+
+    list_name: str     # apt's file name for it, minus _InRelease/_Release
+    date: str          # its Date: field, as the archive wrote it
+
+    @property
+    def location(self) -> str:
+        """deb.debian.org_debian_dists_trixie -> deb.debian.org/debian/dists/trixie
+        (apt writes '/' as '_' and a literal '_' as %5f)."""
+        return self.list_name.replace("_", "/").replace("%5f", "_")
+
+    @property
+    def suite(self) -> str:
+        return self.location.partition("/dists/")[2]
+
+    @property
+    def date_iso(self) -> str | None:
+        try:
+            when = email.utils.parsedate_to_datetime(self.date)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass
 class ImageInventory:
     os_release: dict[str, str] = field(default_factory=dict)
@@ -61,6 +90,10 @@ class ImageInventory:
     elements: list[str] = field(default_factory=list)
     dib_environment: dict[str, str] = field(default_factory=dict)
     built: datetime | None = None
+    # "TARGET.wants/UNIT" for each unit enabled in /etc/systemd/system.
+    enabled_units: list[str] = field(default_factory=list)
+    # apt's package indexes at build time (/etc/amp-image/apt-indexes).
+    apt_indexes: list[AptIndex] = field(default_factory=list)
 
 
 def key_values(text: str) -> dict[str, str]:
@@ -156,6 +189,23 @@ def python_dists(venv: Path) -> list[PythonDist]:
     return sorted(dists, key=lambda d: (d.name.lower(), d.version))
 
 
+def parse_apt_indexes(text: str) -> list[AptIndex]:
+    """amphora-base's record: ``LIST_NAME DATE`` per line."""
+    indexes = []
+    for line in text.splitlines():
+        name, _, date = line.strip().partition(" ")
+        if name:
+            indexes.append(AptIndex(name, date.strip()))
+    return indexes
+
+
+def enabled_units(root: Path) -> list[str]:
+    """Units enabled through /etc/systemd/system/*.wants symlinks, as TARGET.wants/UNIT."""
+    wants = root / "etc/systemd/system"
+    return sorted(f"{link.parent.name}/{link.name}" for link in wants.glob("*.wants/*")
+                  if link.is_symlink() or link.is_file())
+
+
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
@@ -194,6 +244,8 @@ def read_inventory(root: Path, manifests: Path | None = None) -> ImageInventory:
         elements=elements_from_arguments(arguments),
         dib_environment=parse_dib_environment(environment),
         built=_build_time(record),
+        enabled_units=enabled_units(root),
+        apt_indexes=parse_apt_indexes(_read(record / "apt-indexes")),
     )
 
 

@@ -168,6 +168,7 @@ def build_manifest(inventory: ImageInventory, *, image_file: str, disk_format: s
             "vf_drivers": [{"module": d.module, "kernel": d.kernel, "path": d.path}
                            for d in inventory.vf_drivers],
         },
+        "enabled_units": inventory.enabled_units,
         "firewall": {
             "backend": inventory.firewall,
             "nftables": inventory.firewall == "nftables",
