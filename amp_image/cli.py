@@ -225,17 +225,24 @@ def main() -> None:
 
 @main.command()
 @build_options_decorator
-def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> None:
+@publish_cli.sign_options
+def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, sign_key, cert_uuid,
+          hash_method, key_type, **kw) -> None:
     """Build an amphora image with diskimage-builder."""
     try:
         opts = build_options(**kw)
         context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
         plan = make_plan(opts, context, dib.elements_dir())
         publish_to = _resolve(publish_dir)
+        if sign_key and not publish_to:
+            raise PlanError("--sign-key signs what --publish-dir publishes; add --publish-dir "
+                            "(or sign later: amp-image publish IMAGE --sign-key KEY)")
         if publish_to:
             # Before the build, not after it: a folder holding other files is refused.
-            check_dest(publish_to, published_names(opts.output.name, ""), force=False,
-                       option="--publish-dir")
+            check_dest(publish_to, published_names(opts.output.name, "", bool(sign_key)),
+                       force=False, option="--publish-dir")
+        # Before the build too: a bad key, a wrong passphrase or a prompt come first.
+        signer = publish_cli.signer_from_options(sign_key, cert_uuid, hash_method, key_type)
         if opts.root_password_hash:
             click.echo("amp-image: warning: a root password makes a debug image; never use it "
                        "for production amphorae", err=True)
@@ -263,7 +270,7 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, **kw) -> 
     if publish_to:
         try:
             published = publish_image(result.image, publish_to, option="--publish-dir",
-                                      emit=click.echo)
+                                      signer=signer, emit=click.echo)
         except AmpImageError as exc:
             fail(f"built {result.image}, but publishing failed: {exc}", 1)
         publish_cli.print_published(published)

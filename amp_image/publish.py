@@ -6,7 +6,11 @@ read from the image itself offline:
 * ``manifest.json``: what the image is and how it was built;
 * ``sbom.cdx.json``: a CycloneDX SBOM of its packages (see sbom.py);
 * ``glance.json``: the Glance image properties Octavia deployments use and the
-  matching ``openstack image create`` command;
+  matching ``openstack image create`` command; with a signing key, the
+  image's Glance signature properties (see signing.py);
+* ``provenance.json``: an in-toto statement with SLSA provenance v1 of the
+  build (see provenance.py); with a signing key also ``provenance.dsse.json``,
+  the statement in a DSSE envelope signed with that key;
 * ``SHA256SUMS``: checksums of every other file, for ``sha256sum -c``.
 
 Publishing never deletes what amp-image did not create.  DEST may be new,
@@ -41,9 +45,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amp_image import cloud, constraints, imagefs, sbom
+from amp_image import cloud, constraints, imagefs, provenance, sbom, signing
 from amp_image.errors import AmpImageError
 from amp_image.inventory import ImageInventory, read_inventory
+from amp_image.signing import Signer
 
 MANIFEST_FILE = "manifest.json"
 GLANCE_FILE = "glance.json"
@@ -181,8 +186,10 @@ def build_manifest(inventory: ImageInventory, *, image_file: str, disk_format: s
 
 
 def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_format: str,
-                virtual_size: int, tag: str = DEFAULT_TAG) -> dict:
-    """The Glance image Octavia looks for (by tag, private to its project)."""
+                virtual_size: int, tag: str = DEFAULT_TAG,
+                signature: dict[str, str] | None = None) -> dict:
+    """The Glance image Octavia looks for (by tag, private to its project); signature:
+    the img_signature* properties of a signed image."""
     try:
         hw_architecture = HW_ARCHITECTURES[inventory.architecture]
     except KeyError:
@@ -195,6 +202,7 @@ def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_f
         "hw_rng_model": "virtio",
         "os_distro": inventory.os_release.get("ID", ""),
         "os_version": inventory.os_release.get("VERSION_ID", ""),
+        **(signature or {}),
     }
     spec = {
         "name": name,
@@ -239,10 +247,11 @@ def place_image(image: Path, dest: Path, copy: bool) -> None:
     shutil.copystat(image, dest)
 
 
-def published_names(image_name: str, prefix: str) -> list[str]:
+def published_names(image_name: str, prefix: str, signed: bool = False) -> list[str]:
     """The files a publication writes, in the order they are put in place."""
+    envelope = [prefix + provenance.ENVELOPE_FILE] if signed else []
     return [image_name, prefix + MANIFEST_FILE, prefix + sbom.SBOM_FILE, prefix + GLANCE_FILE,
-            prefix + SUMS_FILE]
+            prefix + provenance.PROVENANCE_FILE, *envelope, prefix + SUMS_FILE]
 
 
 def read_marker(dest: Path) -> list[str]:
@@ -297,7 +306,7 @@ def check_dest(dest: Path, names: list[str], *, force: bool, option: str = "--de
 
 
 def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool,
-                 option: str = "--dest") -> str:
+                 option: str = "--dest", signed: bool = False) -> str:
     """Validate before touching anything; return the Glance disk format."""
     if not image.is_file():
         raise PublishError(f"{image}: no such image; pass the .qcow2 (or .raw/.vhd) file "
@@ -309,7 +318,7 @@ def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool
         raise PublishError(f"--prefix '{prefix}': use letters, digits, '.', '_' or '-'")
     if not name.strip() or len(name) > 255:
         raise PublishError(f"image name '{name}': give 1 to 255 characters")
-    check_dest(dest, published_names(image.name, prefix), force=force, option=option)
+    check_dest(dest, published_names(image.name, prefix, signed), force=force, option=option)
     if dest.resolve() == image.parent.resolve() or image.resolve().is_relative_to(dest.resolve()):
         raise PublishError(f"--dest {dest} holds the image itself; publish to another folder")
     if os.geteuid() != 0:
@@ -352,7 +361,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_format: str,
-                  name: str, tag: str, prefix: str, copy: bool) -> tuple[dict, dict]:
+                  name: str, tag: str, prefix: str, copy: bool, signer: Signer | None = None,
+                  emit: Callable[[str], None] = lambda _: None) -> tuple[dict, dict]:
     """Write every published file into folder; return (manifest, glance spec)."""
     published = folder / image.name
     place_image(image, published, copy)
@@ -360,20 +370,37 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
     vsize = virtual_size(published)
     manifest = build_manifest(inventory, image_file=image.name, disk_format=disk_format,
                               size=published.stat().st_size, virtual_size=vsize, sha256=sha256)
+    signature = None
+    if signer:
+        emit(f"signing {image.name} ({signer.key_type}, {signer.hash_method})")
+        signature = signer.image_properties(signer.sign_file(published))
     glance = glance_spec(inventory, image_file=image.name, name=name, disk_format=disk_format,
-                         virtual_size=vsize, tag=tag)
+                         virtual_size=vsize, tag=tag, signature=signature)
+    manifest["signature"] = signer.describe() if signer else None
     manifest["published"] = {
         "manifest": prefix + MANIFEST_FILE, "sbom": prefix + sbom.SBOM_FILE,
         "sbom_format": f"CycloneDX {sbom.SCHEMA_VERSION.to_version()} JSON",
-        "glance": prefix + GLANCE_FILE, "checksums": prefix + SUMS_FILE,
+        "glance": prefix + GLANCE_FILE, "provenance": prefix + provenance.PROVENANCE_FILE,
+        "provenance_envelope": prefix + provenance.ENVELOPE_FILE if signer else None,
+        "checksums": prefix + SUMS_FILE,
     }
+    statement = provenance.build_statement(
+        inventory, image_name=image.name, sha256=sha256,
+        constraints=manifest["agent"]["constraints"],
+        environment=manifest["build_environment"],
+        build_log=image.with_name(image.name + ".log"))
+    statement_text = provenance.statement_bytes(statement)
     built = inventory.built or datetime.fromtimestamp(int(image.stat().st_mtime), UTC)
     sbom_text = sbom.sbom_json(inventory, image_name=image_stem(image), image_sha256=sha256,
                                tool_version=tool_version(), timestamp=built)
     write_json(folder / (prefix + MANIFEST_FILE), manifest)
     (folder / (prefix + sbom.SBOM_FILE)).write_text(sbom_text)
     write_json(folder / (prefix + GLANCE_FILE), glance)
-    names = published_names(image.name, prefix)[:-1]
+    (folder / (prefix + provenance.PROVENANCE_FILE)).write_bytes(statement_text)
+    if signer:
+        write_json(folder / (prefix + provenance.ENVELOPE_FILE),
+                   signing.dsse_envelope(signer, statement_text))
+    names = published_names(image.name, prefix, bool(signer))[:-1]
     write_sums(folder, names, prefix + SUMS_FILE)
     return manifest, glance
 
@@ -393,16 +420,19 @@ def upload_to_glance(spec: dict, image_path: Path, cloud_name: str | None) -> st
 def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: str | None = None,
                   name: str = "", tag: str = DEFAULT_TAG, manifests: Path | None = None,
                   prefix: str = "", copy: bool = False, force: bool = False,
-                  option: str = "--dest",
+                  option: str = "--dest", signer: Signer | None = None,
                   emit: Callable[[str], None] = lambda _: None) -> PublishResult:
     """Publish image into dest (see the module docstring); upload it to Glance if asked.
 
     The cloud is checked (SDK installed, OS_CLOUD or --cloud resolvable) before
     anything is written.  A failed upload leaves the complete published folder.
+    signer (signing.load_signer: the key is read and checked before this) signs
+    the image for Glance and the provenance.
     """
     image, dest = Path(image).absolute(), Path(dest).absolute()
     name = name or image_stem(image)
-    disk_format = check_inputs(image, dest, prefix=prefix, name=name, force=force, option=option)
+    disk_format = check_inputs(image, dest, prefix=prefix, name=name, force=force, option=option,
+                               signed=bool(signer))
     if upload:
         cloud.check_cloud(cloud_name)
     manifests = manifests or default_manifests(image)
@@ -415,17 +445,23 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
     warnings = [] if inventory.elements else [
         f"no DIB manifests in the image or at {manifests}: elements and build environment "
         "are left empty; pass --manifests NAME.d/dib-manifests"]
+    if signer and not signer.cert_uuid:
+        warnings.append(
+            "signed without --cert-uuid: glance.json has no img_signature_certificate_uuid, "
+            "and Nova with verify_glance_signatures refuses the image until it is set "
+            "(openstack image set --property img_signature_certificate_uuid=ID)")
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     if created:
         dest.chmod(0o755)
     remove_stale_staging(dest)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
-    names = published_names(image.name, prefix)
+    names = published_names(image.name, prefix, bool(signer))
     try:
         emit(f"writing {dest}")
         manifest, glance = publish_files(image, staging, inventory, disk_format=disk_format,
-                                         name=name, tag=tag, prefix=prefix, copy=copy)
+                                         name=name, tag=tag, prefix=prefix, copy=copy,
+                                         signer=signer, emit=emit)
         swap_into_place(staging, dest, names)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -129,7 +129,7 @@ def load(dest: Path, name: str) -> dict:
 def test_published_files(published, built_image):
     assert sorted(p.name for p in published.iterdir()) == sorted(
         [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json",
-         publish.MARKER_FILE])
+         "provenance.json", publish.MARKER_FILE])
     assert not list(published.parent.glob(".out.*"))
 
 
@@ -224,7 +224,7 @@ def test_prefix_and_force_publish_beside_other_files(built_image, scratch):
                                    name="amphora-trixie", tag="amp")
     assert sorted(result.files) == sorted([
         built_image.name, "trixie-SHA256SUMS", "trixie-manifest.json", "trixie-sbom.cdx.json",
-        "trixie-glance.json"])
+        "trixie-glance.json", "trixie-provenance.json"])
     assert (dest / "notes.txt").read_text() == "mine"
     assert subprocess.run(["sha256sum", "-c", "trixie-SHA256SUMS"], cwd=dest,
                           capture_output=True).returncode == 0
@@ -349,15 +349,24 @@ OS_RELEASE = ('ID=debian\nVERSION_ID="13"\nVERSION_CODENAME=trixie\n'
               'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\n')
 
 
-def make_small_image(folder: Path, name: str = "amp.qcow2", label: str = "one") -> Path:
+def make_small_image(folder: Path, name: str = "amp.qcow2", label: str = "one", *,
+                     status: str = SMALL_STATUS, files: dict[str, str] | None = None,
+                     links: dict[str, str] | None = None) -> Path:
     """A real qcow2 disk image of an ext4 file system holding a dpkg database and
-    os-release: enough for publish to mount, read and publish it (no DIB)."""
+    os-release: enough for publish to mount, read and publish it (no DIB).  files
+    (path -> content) and links (path -> target) add to its root file system."""
     root = folder / f"root-{label}"
     (root / "var/lib/dpkg").mkdir(parents=True)
     (root / "etc").mkdir()
-    (root / "var/lib/dpkg/status").write_text(SMALL_STATUS)
+    (root / "var/lib/dpkg/status").write_text(status)
     (root / "etc/os-release").write_text(OS_RELEASE)
     (root / "etc/label").write_text(label)  # a different image per label
+    for path, content in (files or {}).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(content)
+    for path, target in (links or {}).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).symlink_to(target)
     raw = folder / f"{label}.raw"
     subprocess.run(["truncate", "-s", "8M", str(raw)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(root), str(raw)], check=True)
@@ -418,7 +427,7 @@ def test_republish_with_another_prefix_removes_only_the_earlier_publication(imag
     assert run_publish(str(two), "--dest", str(dest), "--prefix", "b-").exit_code == 0
     assert sorted(p.name for p in dest.iterdir()) == sorted(
         ["README", publish.MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
-         "b-sbom.cdx.json", "b-glance.json"])
+         "b-sbom.cdx.json", "b-glance.json", "b-provenance.json"])
     assert (dest / "README").read_text() == "kept"
     assert sums_verify(dest, "b-SHA256SUMS")
 
