@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from amp_image import cloud, signing
+from amp_image import cloud, imagediff, signing
 from amp_image import openstack_config as osconfig
 from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError
@@ -172,7 +173,30 @@ def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
              "listed above, and re-running --apply completes the rest", 1)
 
 
-COMMANDS = (publish, openstack_config)
+@click.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(old, new, as_json) -> None:
+    """What changed from OLD to NEW: packages, kernel, agent, haproxy, keepalived, units, size.
+
+    OLD and NEW are images (read offline, as root) or folders amp-image published
+    (their manifest.json), in any mix."""
+    stop_on_sigterm()
+    try:
+        sides = [imagediff.read_side(Path(p).expanduser()) for p in (old, new)]
+    except AmpImageError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    result = imagediff.diff(*sides)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(imagediff.render_table(result), nl=False)
+
+
+COMMANDS = (publish, openstack_config, diff)
 
 
 def register(group: click.Group) -> None:

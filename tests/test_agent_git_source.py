@@ -8,6 +8,7 @@ pbr reads the version from git inside the chroot).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,19 @@ def test_agent_from_a_git_repository(built_image, octavia_repo, tmp_path):
     assert dists == [f"octavia-{VERSION}.dist-info"]
     assert help_run.returncode == 0, help_run.stderr[-1000:]
     assert not git_left, "git (build-only for pbr) was left in the image"
+
+    # Two real builds side by side: amp-image diff names the agent's new source and commit.
+    result = subprocess.run([AMP_IMAGE, "diff", str(built_image), str(output), "--json"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    diff = json.loads(result.stdout)
+    assert diff["old"]["kind"] == diff["new"]["kind"] == "image"
+    assert diff["agent"]["old"]["source_type"] == "pypi"
+    assert diff["agent"]["new"]["source_type"] == "git"
+    assert diff["agent"]["new"]["git_ref"] == commit
+    assert diff["packages"]["old_count"] > 100 and diff["haproxy"]["new"]
+    table = subprocess.run([AMP_IMAGE, "diff", str(built_image), str(output)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=600)
+    assert table.returncode == 0 and f"(git) @{commit[:12]}" in table.stdout
