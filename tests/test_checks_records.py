@@ -3,6 +3,7 @@ and the not-applicable path for an image without sshd, with a stand-in for the V
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,7 +71,8 @@ FAKE_BOOT = textwrap.dedent("""\
     @contextlib.contextmanager
     def booted_amphora(image, **kw):
         banner = os.environ["FAKE_SSH_BANNER"] == "yes"
-        machine = SimpleNamespace(ssh_banner=lambda: banner)
+        console = os.environ.get("FAKE_SERIAL", "")
+        machine = SimpleNamespace(ssh_banner=lambda: banner, serial_text=lambda: console)
         yield SimpleNamespace(report=BootReport(image, "amp-1", ssh=kw["ssh"]),
                               machine=machine, amphora_id="amp-1")
 
@@ -78,15 +80,18 @@ FAKE_BOOT = textwrap.dedent("""\
     """)
 
 
-def _run_checks(tmp_path: Path, image: Path, banner: bool, keyword: str) -> dict[str, tuple]:
+def _run_checks(tmp_path: Path, image: Path, banner: bool, keyword: str,
+                serial: str = "") -> dict[str, tuple]:
     (tmp_path / "fakeboot.py").write_text(FAKE_BOOT)
     junit = tmp_path / "junit.xml"
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "FAKE_SSH_BANNER": "yes" if banner else "no"}
+    env = {**os.environ, "PYTHONPATH": path, "FAKE_SSH_BANNER": "yes" if banner else "no",
+           "FAKE_SERIAL": serial}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(CHECKS / "test_amphora.py"), "-p", "fakeboot",
          "-p", "amp_image.checks.plugin", "-p", "no:cacheprovider", "--rootdir", str(CHECKS),
-         "--amp-image", str(image), "-k", keyword, "-ra", f"--junitxml={junit}"],
+         "--amp-image", str(image), "-k", keyword, "-ra", f"--junitxml={junit}",
+         "--amp-report", str(tmp_path / "report.json")],
         capture_output=True, text=True, env=env, cwd=tmp_path)
     outcomes = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
@@ -107,15 +112,23 @@ def test_no_sshd_image_ssh_checks_are_not_applicable_not_passed(tmp_path):
     image = _image_with_record(tmp_path, firewall="AMP_FIREWALL=iptables\n",
                                sshd="AMP_SSHD=absent\n")
     outcomes = _run_checks(tmp_path, image, banner=False,
-                           keyword=f"{SSH_CHECKS} or sshd_as_recorded")
+                           keyword=f"{SSH_CHECKS} or sshd_as_recorded or console_shows")
     rc, stdout = outcomes.pop("__stdout__")
     assert outcomes.pop("test_sshd_as_recorded") == ("passed", "")
+    assert outcomes.pop("test_console_shows_no_failed_unit") == ("passed", "")
+    report = json.loads((tmp_path / "report.json").read_text())["checks"]
+    assert report.pop("test_sshd_as_recorded") == {"outcome": "passed"}
+    assert report.pop("test_console_shows_no_failed_unit") == {"outcome": "passed"}
+    assert set(report) == set(outcomes)
+    assert {c["outcome"] for c in report.values()} == {"skipped"}
+    assert all(c["reason"].startswith("not applicable: /etc/amp-image/sshd records "
+                                      "AMP_SSHD=absent") for c in report.values()), report
     assert len(outcomes) > 5, stdout
     for name, (outcome, message) in outcomes.items():
         assert outcome == "skipped", (name, outcome, message)
         assert "/etc/amp-image/sshd records AMP_SSHD=absent" in message, (name, message)
     assert rc == 0, stdout
-    assert f"{len(outcomes)} skipped" in stdout and "1 passed" in stdout
+    assert f"2 passed, {len(outcomes)} skipped" in stdout
     assert f"not applicable    {len(outcomes)} checks skipped (not passed)" in stdout
 
 
@@ -135,3 +148,16 @@ def test_image_with_sshd_that_does_not_answer_ssh_fails(tmp_path, sshd):
     outcomes = _run_checks(tmp_path, image, banner=False, keyword="sshd_as_recorded")
     rc, stdout = outcomes.pop("__stdout__")
     assert outcomes["test_sshd_as_recorded"][0] == "failure", stdout
+
+
+def test_a_unit_failing_at_boot_fails_the_console_check(tmp_path):
+    image = _image_with_record(tmp_path, sshd="AMP_SSHD=absent\n")
+    console = ("Starting \x1b[0;1;39mssh-keygen.service\x1b[0m...\n"
+               "[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mssh-keygen.service"
+               "\x1b[0m - OpenSSH Server Key Generation.\n")
+    outcomes = _run_checks(tmp_path, image, banner=False, keyword="console_shows",
+                           serial=console)
+    rc, stdout = outcomes.pop("__stdout__")
+    outcome, message = outcomes["test_console_shows_no_failed_unit"]
+    assert outcome == "failure", stdout
+    assert "[FAILED] Failed to start ssh-keygen.service" in message

@@ -99,6 +99,22 @@ def image_record(amphora_host) -> ImageRecord:
     return parse_record(read)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """Each check's outcome for the JSON report: passed, failed, or skipped with its
+    reason (a skipped check is not applicable to the image, never a pass)."""
+    rep = (yield).get_result()
+    checks = item.config.stash[REPORT_KEY].setdefault("checks", {})
+    name = item.nodeid.split("::", 1)[-1]
+    if rep.skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        checks[name] = {"outcome": "skipped", "reason": reason.removeprefix("Skipped: ")}
+    elif rep.failed:
+        checks[name] = {"outcome": "failed" if rep.when == "call" else f"error in {rep.when}"}
+    elif rep.when == "call":
+        checks[name] = {"outcome": "passed"}
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     report = config.stash[REPORT_KEY].get("report")
     if report is None:
@@ -117,4 +133,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
 
         data = dataclasses.asdict(report)
         data["image"] = str(report.image)
+        data["checks"] = config.stash[REPORT_KEY].get("checks", {})
         Path(target).write_text(json.dumps(data, indent=2) + "\n")

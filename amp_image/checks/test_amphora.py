@@ -11,6 +11,7 @@ check that does not apply to the image is skipped, naming the record.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -61,6 +62,7 @@ HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 BOOT_SETTLE_S = 300
 # How long an image without sshd must show no SSH banner.
 NO_SSHD_WATCH_S = 20
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 NOT_SRIOV = (f"not applicable: no {VF_DRIVERS_RECORD} in the image (built with --no-sriov), "
              "so it promises no VF driver")
 
@@ -93,6 +95,14 @@ def test_system_running(amphora_host):
     if state != "running":
         failed = amphora_host.run("systemctl --failed --no-legend --plain").stdout.strip()
         pytest.fail(f"systemctl is-system-running: {state}; failed units:\n{failed or '(none)'}")
+
+
+def test_console_shows_no_failed_unit(amphora):
+    """From the host, so that it also runs for an image without sshd: systemd prints
+    "[FAILED] Failed to start UNIT" on the serial console for a unit failing at boot."""
+    console = ANSI_ESCAPE.sub("", amphora.machine.serial_text())
+    failed = [line.strip() for line in console.splitlines() if "[FAILED]" in line]
+    assert not failed, "units failed while booting (serial console):\n" + "\n".join(failed)
 
 
 def test_no_failed_units(amphora_host):
