@@ -61,9 +61,11 @@ def amphora_sriov() -> bool:
 def pytest_collection_modifyitems(config, items):
     """Boot tests last: their VM lives for the rest of the session, and the
     real builds in other tests should not share the two cores with it.  The
-    conformance run (a VM of its own, gone when it ends) goes just before."""
+    conformance run (a VM of its own, gone when it ends) goes just before.
+    Tests marked both image and boot build and boot their own images in
+    subprocesses (test_boot_variants.py): they go with the builds."""
     def order(item) -> int:
-        if item.get_closest_marker("boot"):
+        if item.get_closest_marker("boot") and not item.get_closest_marker("image"):
             return 2
         return 1 if item.get_closest_marker("conformance") else 0
     items.sort(key=order)
