@@ -12,6 +12,7 @@ from its database.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,10 @@ MTU = 1500
 
 def configure(*, client_pem: Path, ca_pem: Path, agent_port: int, cert_dir: Path) -> None:
     """What octavia.conf would say, for a controller reaching the amphora at 127.0.0.1."""
-    oslo_log.register_options(CONF)  # [DEFAULT] debug, which the agent config renders
+    # [DEFAULT] debug, which the agent config renders; an earlier scenario module
+    # may have registered it already.
+    with contextlib.suppress(cfg.ArgsAlreadyParsedError):
+        oslo_log.register_options(CONF)
     CONF([], project="octavia", default_config_files=[], default_config_dirs=[])
     overrides = {
         "haproxy_amphora": {

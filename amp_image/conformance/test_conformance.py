@@ -123,8 +123,8 @@ def wait_until(check, timeout: float, what: str, interval: float = 1.0):
             last = check()
             if last:
                 return last
-        except OSError as exc:
-            last = exc
+        except (OSError, AssertionError, ValueError, IndexError) as exc:
+            last = exc  # not there yet (no answer, an error page, a cut reply): poll on
         time.sleep(interval)
     raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
 
@@ -174,17 +174,22 @@ def test_heartbeat_with_a_wrong_key_is_rejected(heartbeats):
 
 # --- plugging ------------------------------------------------------------------------
 
-def test_post_vip_plug(octavia, amphora_host):
-    """VIP plug (post_vip_plug), an ordinary (non SR-IOV) port, with TCP notrack."""
+def plug_vip(octavia, amphora_host, mac: str) -> str:
+    """post_vip_plug through the driver; the NIC with that MAC becomes eth1 in the
+    namespace with the VIP and VRRP addresses.  Returns the namespace's nft ruleset."""
     topology = octavia.topology
-    octavia.driver.post_vip_plug(octavia.amp, octavia.lb, {},
-                                 controller.vrrp_port(topology, network.VIP_MAC),
+    octavia.driver.post_vip_plug(octavia.amp, octavia.lb, {}, controller.vrrp_port(topology, mac),
                                  topology.vip_subnet, additional_vip_data=[])
     eth1 = json.loads(amphora_host.check_output(f"{NS} ip -j addr show eth1"))[0]
-    assert eth1["address"] == network.VIP_MAC
+    assert eth1["address"] == mac
     addresses = {a["local"] for a in eth1["addr_info"] if a["family"] == "inet"}
     assert {network.VIP, octavia.amp.vrrp_ip} <= addresses
-    ruleset = amphora_host.check_output(f"{NS} nft list ruleset")
+    return amphora_host.check_output(f"{NS} nft list ruleset")
+
+
+def test_post_vip_plug(octavia, amphora_host):
+    """VIP plug (post_vip_plug), an ordinary (non SR-IOV) port, with TCP notrack."""
+    ruleset = plug_vip(octavia, amphora_host, network.VIP_MAC)
     assert 'iifname "eth1" meta l4proto tcp notrack' in ruleset, ruleset
     assert 'oifname "eth1" meta l4proto udp masquerade' in ruleset, ruleset
 

@@ -13,7 +13,6 @@ the same shape.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -27,6 +26,7 @@ from amp_image.conformance.test_conformance import (
     MEMBER_B,
     NS,
     members_answering,
+    plug_vip,
     wait_until,
 )
 
@@ -72,17 +72,14 @@ def test_vfs_appear_with_their_macs(amphora_host):
 
 def test_post_vip_plug_of_an_sriov_port(sriov_lb, amphora_host):
     """SR-IOV VIP plug (post_vip_plug, vnic_type direct): drop-all table, no TCP notrack."""
-    topology = sriov_lb.topology
-    sriov_lb.driver.post_vip_plug(sriov_lb.amp, sriov_lb.lb, {},
-                                  controller.vrrp_port(topology, sriov.VIP_VF_MAC),
-                                  topology.vip_subnet, additional_vip_data=[])
-    eth1 = json.loads(amphora_host.check_output(f"{NS} ip -j addr show eth1"))[0]
-    assert eth1["address"] == sriov.VIP_VF_MAC
-    ruleset = amphora_host.check_output(f"{NS} nft list ruleset")
+    ruleset = plug_vip(sriov_lb, amphora_host, sriov.VIP_VF_MAC)
     assert "table inet amphora_table" in ruleset and "policy drop;" in ruleset, ruleset
     assert "notrack" not in ruleset, ruleset
     sriov_lb.driver.post_network_plug(
-        sriov_lb.amp, controller.member_port(topology, network.MEMBER_MAC), {})
+        sriov_lb.amp, controller.member_port(sriov_lb.topology, network.MEMBER_MAC), {})
+    # The member port is an ordinary one, but behind an SR-IOV VIP's drop policy its
+    # TCP must stay tracked, or the backends' replies would be dropped.
+    assert "notrack" not in amphora_host.check_output(f"{NS} nft list ruleset")
 
 
 def test_listeners_behind_the_sriov_vip(sriov_lb):
@@ -96,7 +93,7 @@ def test_listeners_behind_the_sriov_vip(sriov_lb):
 def test_set_interface_rules_admits_one_port(sriov_lb):
     """set_interface_rules: the allowed port answers from both members, the other is dropped."""
     sriov_lb.driver.set_interface_rules(sriov_lb.amp, sriov_lb.amp.vrrp_ip, rules(ALLOWED))
-    assert wait_until(lambda: members_answering(ALLOWED) == {MEMBER_A, MEMBER_B}, 60,
+    assert wait_until(lambda: members_answering(ALLOWED, timeout=15) == {MEMBER_A, MEMBER_B}, 120,
                       "both members through the allowed port")
     assert dropped(OTHER)
 
@@ -104,6 +101,6 @@ def test_set_interface_rules_admits_one_port(sriov_lb):
 def test_new_rules_replace_the_old(sriov_lb):
     """set_interface_rules again: the rules are replaced, not added to."""
     sriov_lb.driver.set_interface_rules(sriov_lb.amp, sriov_lb.amp.vrrp_ip, rules(OTHER))
-    assert wait_until(lambda: members_answering(OTHER) == {MEMBER_A, MEMBER_B}, 60,
+    assert wait_until(lambda: members_answering(OTHER, timeout=15) == {MEMBER_A, MEMBER_B}, 120,
                       "both members through the newly allowed port")
     assert dropped(ALLOWED)

@@ -100,6 +100,15 @@ case $sriov in
     *) usage ;;
 esac
 
+# An SR-IOV VIP's filter in this namespace (table inet amphora_table, input
+# policy drop) lets return traffic in by conntrack state only, so untracked TCP
+# replies on any other port (a member network's) would be dropped: with that
+# filter present, TCP stays tracked on every port.
+if [ -z "$sriov" ] && command -v nft >/dev/null 2>&1 \
+        && nft list table inet amphora_table >/dev/null 2>&1; then
+    sriov=sriov
+fi
+
 # "delete" removes the notrack rules whatever the port type, as upstream does.
 if command -v nft >/dev/null 2>&1; then
     nft_masquerade
