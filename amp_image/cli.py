@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image import certcheck_cli, dib, host, publish_cli, rootpw
+from amp_image import certcheck_cli, constraints, dib, host, publish_cli, rootpw
 from amp_image.cliutil import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.plan import (
@@ -83,6 +83,22 @@ def root_password_hash(kw: dict) -> str:
     return rootpw.hash_password(password) if password else ""
 
 
+def agent_version(version: str | None, series: str | None) -> str:
+    """--agent-version, else the newest release of --series, else the default."""
+    if version:
+        return version
+    if series:
+        return constraints.series_named(series).latest
+    return DEFAULT_AGENT_VERSION
+
+
+def agent_series(series: str | None, version: str | None, source: AgentSource) -> str:
+    """--series, else (without --agent-version) the series a git branch names."""
+    if series or version:
+        return series or ""
+    return constraints.series_of_branch(source.ref)
+
+
 def build_options(**kw) -> BuildOptions:
     constraints_file = _resolve(kw["constraints"])
     if constraints_file and not constraints_file.is_file():
@@ -92,6 +108,8 @@ def build_options(**kw) -> BuildOptions:
         if not p.is_dir():
             raise PlanError(f"--elements-path {p}: no such folder")
     vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else DEFAULT_VF_DRIVERS
+    source = parse_agent_source(kw["agent_source"])
+    series = agent_series(kw["series"], kw["agent_version"], source)
     return BuildOptions(
         sriov=kw["sriov"],
         base_os=kw["base_os"],
@@ -102,8 +120,9 @@ def build_options(**kw) -> BuildOptions:
         size_gb=kw["size"],
         cache_dir=_resolve(kw["cache_dir"]),
         work_dir=_resolve(kw["work_dir"]),
-        agent_version=kw["agent_version"],
-        agent_source=parse_agent_source(kw["agent_source"]),
+        agent_version=agent_version(kw["agent_version"], series),
+        series=series,
+        agent_source=source,
         constraints_file=constraints_file,
         root_password_hash=root_password_hash(kw),
         root_password_ssh=kw["root_password_ssh"],
@@ -152,7 +171,9 @@ BUILD_OPTIONS = [
                       "either way)."),
     click.option("--base-os", type=click.Choice(sorted(BASE_OSES)), default="debian",
                  show_default=True),
-    click.option("--release", help="Distribution release (Debian: trixie or bookworm)."),
+    click.option("--release", help="Distribution release (Debian: trixie or bookworm) [the "
+                                   "base OS's default if the agent's series supports its "
+                                   "Python, else one whose Python it supports]."),
     click.option("--arch", default="amd64", show_default=True),
     click.option("-o", "--output", default=DEFAULT_OUTPUT, show_default=True,
                  help="Image file to write."),
@@ -162,8 +183,15 @@ BUILD_OPTIONS = [
                  help="Disk size in GB."),
     click.option("--cache-dir", default="~/.cache/image-create", show_default=True),
     click.option("--work-dir", default="~/.cache/amp-image/work", show_default=True),
-    click.option("--agent-version", default=DEFAULT_AGENT_VERSION, show_default=True,
-                 help="Octavia release installed from PyPI or a wheelhouse."),
+    click.option("--agent-version", help="Octavia release installed from PyPI or a wheelhouse; "
+                                         "its series picks the upper constraints and the "
+                                         f"default --release [{DEFAULT_AGENT_VERSION}, or the "
+                                         "newest of --series]."),
+    click.option("--series", help="OpenStack series of the agent ("
+                                  f"{', '.join(constraints.SERIES_BY_NAME)}): its newest octavia "
+                                  "release, or the series --agent-version must be of [the "
+                                  "series a git --agent-source's stable/ or unmaintained/ "
+                                  "branch names]."),
     click.option("--agent-source", help="pypi (default), git+URL[@REF], a local checkout, "
                                         "or a wheelhouse folder."),
     click.option("--constraints", help="Upper-constraints file (default: the vendored one for "

@@ -16,7 +16,7 @@ from amp_image import constraints
 from amp_image.errors import PlanError
 
 DEFAULT_OUTPUT = "amphora-x64-haproxy.qcow2"
-DEFAULT_AGENT_VERSION = "19.0.0"
+DEFAULT_AGENT_VERSION = constraints.DEFAULT_AGENT_VERSION
 DEFAULT_SIZE_GB = 2
 # Kernel modules for SR-IOV Virtual Functions and the PFs operators pass
 # through; checked against the image's kernel at build time.
@@ -51,6 +51,21 @@ BASE_OSES = {
                              ("9-stream", "10-stream"), False),
     "rocky": BaseOS("rocky", "rocky-container", "9", ("9",), False),
 }
+
+# The python3 each release installs (the agent's venv is made with it).
+RELEASE_PYTHON: dict[tuple[str, str], constraints.PythonVersion] = {
+    ("debian", "trixie"): (3, 13),
+    ("debian", "bookworm"): (3, 11),
+    ("ubuntu-minimal", "noble"): (3, 12),
+    ("ubuntu-minimal", "jammy"): (3, 10),
+    ("centos-minimal", "9-stream"): (3, 9),
+    ("centos-minimal", "10-stream"): (3, 12),
+    ("rocky", "9"): (3, 9),
+}
+
+# Bases whose packages have Red Hat's names; the series' build packages are Debian's.
+RPM_BASES = ("centos-minimal", "rocky")
+RPM_PACKAGE_NAMES = {"libc6-dev": "glibc-devel", "python3-dev": "python3-devel"}
 
 # Upstream diskimage-create.sh accepts these names; DIB wants the Debian ones.
 ARCH_ALIASES = {
@@ -115,6 +130,8 @@ class BuildOptions:
     cache_dir: Path = Path("~/.cache/image-create")
     work_dir: Path = Path("~/.cache/amp-image/work")
     agent_version: str = DEFAULT_AGENT_VERSION
+    # OpenStack series (2025.1, ...): when set, the agent version must be of it.
+    series: str = ""
     agent_source: AgentSource = AgentSource()
     constraints_file: Path | None = None
     # SHA-512 crypt hash (see rootpw.py); never the password, never printed.
@@ -146,6 +163,8 @@ class BuildPlan:
     image_name: str
     image_format: str
     constraints_file: Path
+    # The agent's OpenStack series ("" for a release amp-image does not know).
+    series: str = ""
 
     def as_dict(self) -> dict:
         opts = self.options
@@ -159,6 +178,7 @@ class BuildPlan:
             "nftables": opts.use_nftables,
             "agent": {
                 "version": opts.agent_version,
+                "series": self.series,
                 "source": opts.agent_source.describe(),
                 "constraints": str(self.constraints_file),
             },
@@ -211,12 +231,75 @@ def security_mirror_for(distribution_mirror: str) -> str:
     return re.sub(r"/debian/?$", "/debian-security", distribution_mirror.rstrip("/") + "/")
 
 
-def _check_choices(opts: BuildOptions, base: BaseOS) -> str:
-    release = opts.release or base.default_release
-    if base.name == "debian" and release not in base.releases:
+def agent_series(opts: BuildOptions) -> constraints.Series | None:
+    """The agent's OpenStack series; None for an octavia release amp-image does not
+    know, which builds only with an explicit --constraints file."""
+    series = constraints.lookup(opts.agent_version)
+    if opts.series:
+        wanted = constraints.series_named(opts.series)
+        if series is not wanted:
+            raise PlanError(
+                f"--agent-version {opts.agent_version} is not of series {wanted.name} "
+                f"(octavia {wanted.octavia_major}.x); use --agent-version {wanted.latest} or "
+                "drop --series"
+            )
+    if series is None and opts.constraints_file is None:
+        constraints.series_for(opts.agent_version)  # raises, naming the fix
+    return series
+
+
+def _python_of(base: BaseOS, release: str) -> constraints.PythonVersion | None:
+    return RELEASE_PYTHON.get((base.name, release))
+
+
+def _fitting_releases(base: BaseOS, series: constraints.Series) -> list[str]:
+    """The base's releases whose Python the series supports, its default first."""
+    return [r for r in dict.fromkeys((base.default_release, *base.releases))
+            if (py := _python_of(base, r)) is None or series.supports(py)]
+
+
+def _impossible_pair(base: BaseOS, release: str, python: constraints.PythonVersion,
+                     series: constraints.Series) -> str:
+    fixes = [f"--release {r}" for r in _fitting_releases(base, series)]
+    others = [s for s in constraints.SERIES if s.supports(python)]
+    if others:
+        nearest = min(others, key=lambda s: abs(s.octavia_major - series.octavia_major))
+        fixes.append(f"--agent-version {nearest.latest} ({nearest.name})")
+    return (f"{base.name} {release} has Python {constraints.fmt_python(python)}, which octavia "
+            f"{series.octavia_major}.x ({series.name}) does not support (it supports Python "
+            f"{series.python_range}); use {' or '.join(fixes) or '--base-os debian'}")
+
+
+def choose_release(opts: BuildOptions, base: BaseOS, series: constraints.Series | None) -> str:
+    """--release if given and possible; else the base's default release if the agent's
+    series supports its Python, or the first of the base's other releases that it does."""
+    if opts.release:
+        release = opts.release
+        if base.name == "debian" and release not in base.releases:
+            raise PlanError(f"Debian release '{release}' is not supported; use one of "
+                            f"{', '.join(base.releases)}")
+        python = _python_of(base, release)
+        if series is not None and python is not None and not series.supports(python):
+            raise PlanError(_impossible_pair(base, release, python, series))
+        return release
+    if series is None:
+        return base.default_release
+    fitting = _fitting_releases(base, series)
+    if not fitting:
+        python = _python_of(base, base.default_release)
+        fixes = [f"--agent-version {s.latest} ({s.name})" for s in reversed(constraints.SERIES)
+                 if python and s.supports(python)][:1]
+        fixes += [f"--base-os {b}" for (b, _), py in RELEASE_PYTHON.items()
+                  if series.supports(py)][:1]
         raise PlanError(
-            f"Debian release '{release}' is not supported; use one of {', '.join(base.releases)}"
+            f"no {base.name} release amp-image knows has a Python that octavia "
+            f"{series.octavia_major}.x ({series.name}) supports (Python {series.python_range}); "
+            f"use {' or '.join(fixes)}"
         )
+    return fitting[0]
+
+
+def _check_choices(opts: BuildOptions) -> None:
     if opts.compression not in QCOW2_COMPRESSION:
         raise PlanError(f"unknown qcow2 compression '{opts.compression}'; use "
                         f"{' or '.join(QCOW2_COMPRESSION)}")
@@ -233,7 +316,6 @@ def _check_choices(opts: BuildOptions, base: BaseOS) -> str:
     for driver in opts.vf_drivers:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", driver):
             raise PlanError(f"invalid kernel module name '{driver}' in the VF driver list")
-    return release
 
 
 def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
@@ -257,13 +339,27 @@ def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
     return tuple(dict.fromkeys(elements))
 
 
-def _agent_env(opts: BuildOptions, constraints_file: Path) -> dict[str, str]:
+def build_packages(base: BaseOS, series: constraints.Series | None) -> tuple[str, ...]:
+    """Packages the agent's pip install compiles with (removed again after it)."""
+    if series is None:
+        return ()
+    if base.name in RPM_BASES:
+        return tuple(RPM_PACKAGE_NAMES.get(p, p) for p in series.build_packages)
+    return series.build_packages
+
+
+def _agent_env(opts: BuildOptions, base: BaseOS, series: constraints.Series | None,
+               constraints_file: Path) -> dict[str, str]:
     src = opts.agent_source
     env = {
         "DIB_AMP_AGENT_SOURCE_TYPE": src.kind,
         "DIB_AMP_AGENT_VERSION": opts.agent_version if src.kind in ("pypi", "wheelhouse") else "",
         "DIB_AMP_AGENT_CONSTRAINTS": str(constraints_file),
     }
+    # A wheelhouse brings its wheels; the other sources resolve the constraints' pins.
+    packages = build_packages(base, series) if src.kind != "wheelhouse" else ()
+    if packages:
+        env["DIB_AMP_AGENT_BUILD_PACKAGES"] = " ".join(packages)
     if src.kind != "pypi":
         env["DIB_AMP_AGENT_SOURCE"] = src.location
     if src.ref:
@@ -280,10 +376,12 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
             f"unknown base OS '{opts.base_os}'; use one of {', '.join(BASE_OSES)}"
         ) from None
     arch = normalise_arch(opts.arch)
-    release = _check_choices(opts, base)
+    series = agent_series(opts)
+    constraints_file = opts.constraints_file or constraints.vendored_for(opts.agent_version)
+    release = choose_release(opts, base, series)
+    _check_choices(opts)
     image_format = format_from_output(opts.output, opts.image_format)
     image_name = image_name_for(opts.output, image_format)
-    constraints_file = opts.constraints_file or constraints.vendored_for(opts.agent_version)
 
     env: dict[str, str] = {
         "ARCH": arch,
@@ -305,7 +403,7 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] = "1"
         env["DIB_DISTRIBUTION_MIRROR"] = host.distribution_mirror
         env["DIB_DEBIAN_SECURITY_MIRROR"] = security_mirror_for(host.distribution_mirror)
-    env.update(_agent_env(opts, constraints_file))
+    env.update(_agent_env(opts, base, series, constraints_file))
     if opts.sriov:
         env["DIB_AMP_VF_DRIVERS"] = " ".join(opts.vf_drivers)
     if host.ca_bundle:
@@ -339,4 +437,5 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         image_name=image_name,
         image_format=image_format,
         constraints_file=constraints_file,
+        series=series.name if series else "",
     )

@@ -51,7 +51,6 @@ def test_defaults(tmp_path):
     (["-f"], lambda p: "--no-tmpfs" in p["disk-image-create"]),
     (["-i", "ubuntu-minimal"], lambda p: p["elements"][0] == "ubuntu-minimal"),
     (["-i", "centos-minimal"], lambda p: p["elements"][0] == "centos-minimal"),
-    (["-i", "rocky"], lambda p: p["elements"][0] == "rocky-container"),
     (["-k", "linux-image-rt-amd64"],
      lambda p: p["environment"]["DIB_AMP_KERNEL_PACKAGE"] == "linux-image-rt-amd64"),
     (["-m"], lambda p: "cpu-pinning" in p["elements"]),
@@ -122,6 +121,24 @@ def test_version():
 def test_env_nftables_false(tmp_path):
     p = plan_of(env={"DIB_OCTAVIA_AMP_USE_NFTABLES": "False"}, tmp_path=tmp_path)
     assert p["nftables"] is False
+
+
+def test_rocky_needs_an_agent_for_its_python(tmp_path):
+    result = run("-i", "rocky", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "no rocky release" in result.stderr and "--agent-version 16.1.0" in result.stderr
+    p = plan_of("-i", "rocky", tmp_path=tmp_path,
+                env={"AMP_IMAGE_EXTRA_ARGS": "--dry-run --agent-version 16.1.0"})
+    assert p["elements"][0] == "rocky-container" and p["release"] == "9"
+
+
+def test_g_flag_stable_branch_picks_its_series(tmp_path):
+    p = plan_of("-g", "stable/2025.1",
+                env={"DIB_REPOLOCATION_amphora_agent": "/srv/octavia"}, tmp_path=tmp_path)
+    assert p["agent"]["series"] == "2025.1"
+    assert p["agent"]["constraints"].endswith("/upper-constraints-2025.1.txt")
+    assert p["release"] == "bookworm"
 
 
 def test_env_datasources(tmp_path):
