@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from amp_image import constraints
 from amp_image.errors import AmpImageError
 
 PROVIDER = "amphora"
@@ -41,6 +42,12 @@ AMPHORA_FLAVOR_KEYS: dict[str, tuple[type, tuple[str, ...] | None]] = {
     "allow_member_sriov": (bool, None),
 }
 JSON_TYPE_NAMES = {str: "a string", bool: "true or false"}
+# Flavor data keys the amphora provider accepts only from an octavia major on; older
+# controllers refuse a flavor profile naming them (their schema has no other keys).
+FLAVOR_KEY_SINCE = {
+    "sriov_vip": constraints.SRIOV_VIP_MAJOR,
+    "allow_member_sriov": constraints.SRIOV_MEMBER_MAJOR,
+}
 
 HOSTNAME = re.compile(r"(?=.{1,255}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
@@ -79,6 +86,12 @@ class AmphoraFlavorOptions:
     topology: str = ""
     image_tag: str = ""
     extra_flavor_data: dict[str, Any] = field(default_factory=dict)
+    # The controller's octavia release: what its amphora provider accepts.
+    octavia_version: str = constraints.DEFAULT_AGENT_VERSION
+
+    @property
+    def octavia_major(self) -> int:
+        return constraints.octavia_major(self.octavia_version, "--octavia-version")
 
     @property
     def base_name(self) -> str:
@@ -119,13 +132,26 @@ class AmphoraFlavorOptions:
         return f"Amphora load balancer, SR-IOV for {' and '.join(uses) or 'nothing yet'}"
 
 
-def validate_flavor_data(data: dict[str, Any]) -> None:
-    """Reject keys and values the amphora provider would refuse."""
+def _since(major: int) -> str:
+    series = constraints.SERIES_BY_MAJOR.get(major)
+    return f"octavia {major}.x ({series.name})" if series else f"octavia {major}.x"
+
+
+def validate_flavor_data(data: dict[str, Any], octavia_version: str = "") -> None:
+    """Reject keys and values the amphora provider (of that octavia release) would refuse."""
+    major = constraints.octavia_major(octavia_version, "--octavia-version") \
+        if octavia_version else None
     for key, value in data.items():
         if key not in AMPHORA_FLAVOR_KEYS:
             raise OpenStackConfigError(
                 f"flavor data key '{key}' is not accepted by the amphora provider; use "
                 f"{', '.join(AMPHORA_FLAVOR_KEYS)}"
+            )
+        since = FLAVOR_KEY_SINCE.get(key, 0)
+        if major is not None and major < since:
+            raise OpenStackConfigError(
+                f"flavor data key '{key}' needs {_since(since)} or newer, but the controller "
+                f"is octavia {octavia_version} (--octavia-version); drop it from --flavor-data"
             )
         kind, choices = AMPHORA_FLAVOR_KEYS[key]
         if type(value) is not kind:
@@ -156,9 +182,12 @@ def parse_flavor_data(text: str) -> dict[str, Any]:
 
 
 def flavor_data(opts: AmphoraFlavorOptions) -> dict[str, Any]:
-    data: dict[str, Any] = {"compute_flavor": opts.flavor_id,
-                            "sriov_vip": opts.sriov_vip,
-                            "allow_member_sriov": opts.allow_member_sriov}
+    data: dict[str, Any] = {"compute_flavor": opts.flavor_id}
+    # Only the keys the controller's release knows (older ones refuse the others).
+    for key, value in (("sriov_vip", opts.sriov_vip),
+                       ("allow_member_sriov", opts.allow_member_sriov)):
+        if opts.octavia_major >= FLAVOR_KEY_SINCE[key]:
+            data[key] = value
     if opts.topology:
         data["loadbalancer_topology"] = opts.topology
     if opts.image_tag:
@@ -170,7 +199,7 @@ def flavor_data(opts: AmphoraFlavorOptions) -> dict[str, Any]:
                 f"{json.dumps(data[key])}; set it in one place"
             )
         data[key] = value
-    validate_flavor_data(data)
+    validate_flavor_data(data, opts.octavia_version)
     return data
 
 
@@ -233,8 +262,26 @@ def _check_plain(opts: AmphoraFlavorOptions) -> None:
         raise OpenStackConfigError(f"{', '.join(sriov_only)} need --sriov; add it")
 
 
+def _check_release(opts: AmphoraFlavorOptions) -> None:
+    """Refuse what the controller's octavia release lacks."""
+    major = opts.octavia_major
+    for flag, given, since in (
+        ("--sriov", opts.sriov, constraints.SRIOV_VIP_MAJOR),
+        ("--sriov-vip", opts.sriov_vip, constraints.SRIOV_VIP_MAJOR),
+        ("--allow-member-sriov", opts.allow_member_sriov, constraints.SRIOV_MEMBER_MAJOR),
+    ):
+        if given and major < since:
+            raise OpenStackConfigError(
+                f"{flag} needs {_since(since)} or newer (SR-IOV "
+                f"{'member ports' if since == constraints.SRIOV_MEMBER_MAJOR else 'VIPs'} "
+                f"arrived there), but the controller is octavia {opts.octavia_version} "
+                f"(--octavia-version); drop {flag}, or upgrade Octavia"
+            )
+
+
 def validate(opts: AmphoraFlavorOptions) -> None:
     """Raise OpenStackConfigError on the first problem, with its fix."""
+    _check_release(opts)
     if opts.sriov:
         _check_sriov(opts)
     else:
@@ -266,9 +313,11 @@ def validate(opts: AmphoraFlavorOptions) -> None:
 def warnings(opts: AmphoraFlavorOptions) -> list[str]:
     """What is valid but probably not what the operator wants (one line each)."""
     if opts.sriov and not (opts.sriov_vip or opts.allow_member_sriov):
+        fix = ("add --sriov-vip and/or --allow-member-sriov"
+               if opts.octavia_major >= constraints.SRIOV_MEMBER_MAJOR else "add --sriov-vip")
         return ["--sriov without --sriov-vip or --allow-member-sriov makes an SR-IOV flavor "
                 "that uses SR-IOV for nothing (its amphorae only land on the SR-IOV hosts); "
-                "add --sriov-vip and/or --allow-member-sriov"]
+                + fix]
     return []
 
 

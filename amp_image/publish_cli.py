@@ -11,6 +11,7 @@ import click
 from amp_image import cloud, imagediff, signing
 from amp_image import openstack_config as osconfig
 from amp_image.cliutil import fail, stop_on_sigterm
+from amp_image.constraints import DEFAULT_AGENT_VERSION
 from amp_image.errors import AmpImageError
 from amp_image.publish import DEFAULT_TAG, PublishResult, publish_image
 
@@ -142,7 +143,11 @@ def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, clou
 @click.option("--description", default="", help="Octavia flavor description.")
 @click.option("--sriov-vip", is_flag=True, help="Put the VIP on an SR-IOV VF (flavor data "
                                                 "sriov_vip).")
-@click.option("--allow-member-sriov", is_flag=True, help="Let users request SR-IOV member ports.")
+@click.option("--allow-member-sriov", is_flag=True, help="Let users request SR-IOV member ports "
+                                                         "(octavia 16.x, 2025.1, and newer).")
+@click.option("--octavia-version", default=DEFAULT_AGENT_VERSION, show_default=True,
+              help="The controller's octavia release: what its amphora provider accepts "
+                   "(SR-IOV VIPs from 14.x, SR-IOV members from 16.x).")
 @click.option("--topology", default="", help="SINGLE or ACTIVE_STANDBY (loadbalancer_topology).")
 @click.option("--image-tag", default="", help="Glance tag of the amphora image (amp_image_tag).")
 @click.option("--flavor-data", default="", help="More amphora flavor data, as a JSON object.")

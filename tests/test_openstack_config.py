@@ -401,3 +401,81 @@ def test_apply_failure_then_rerun_through_the_cli(monkeypatch):
     assert second.exit_code == 0, second.output
     assert fake.compute.flavors["amphora-sriov"].extra_specs == {
         "hw_rng:allowed": "True", "aggregate_instance_extra_specs:sriov-nic": "true"}
+
+
+# --- What the controller's octavia release accepts (--octavia-version) ---
+# Octavia's amphora flavor schema (additionalProperties: false) has sriov_vip from
+# 14.0 (2024.1) and allow_member_sriov from 16.0 (2025.1): checked in octavia
+# 14.0.2, 15.1.0 and 16.1.0's octavia/api/drivers/amphora_driver/flavor_schema.py.
+
+
+def profile_data(result) -> dict:
+    profile = script_commands(result.stdout)[-2]
+    return json.loads(profile[profile.index("--flavor-data") + 1])
+
+
+@pytest.mark.parametrize("version", ["14.0.2", "15.1.0", "15.0.0"])
+def test_allow_member_sriov_before_16_is_refused(version):
+    result = invoke("--sriov", "--host", "cmp1", "--sriov-vip", "--allow-member-sriov",
+                    "--octavia-version", version)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        "amp-image: error: --allow-member-sriov needs octavia 16.x (2025.1) or newer (SR-IOV "
+        f"member ports arrived there), but the controller is octavia {version} "
+        "(--octavia-version); drop --allow-member-sriov, or upgrade Octavia\n")
+
+
+@pytest.mark.parametrize("version", ["16.0.0", "16.1.0", "17.0.1", "18.0.1", "19.0.0"])
+def test_allow_member_sriov_from_16_on(version):
+    result = invoke("--sriov", "--host", "cmp1", "--allow-member-sriov",
+                    "--octavia-version", version)
+    assert result.exit_code == 0, result.output
+    assert profile_data(result)["allow_member_sriov"] is True
+
+
+def test_octavia_version_defaults_to_the_default_agent():
+    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True)
+    assert opts.octavia_version == "19.0.0"
+    osc.validate(opts)
+
+
+def test_before_16_the_profile_leaves_allow_member_sriov_out():
+    # A 14.x/15.x controller refuses a profile that names the key at all, false or not.
+    result = invoke("--sriov", "--host", "cmp1", "--sriov-vip", "--octavia-version", "15.1.0")
+    assert result.exit_code == 0, result.output
+    assert profile_data(result) == {"compute_flavor": "amphora-sriov", "sriov_vip": True}
+    result = invoke("--octavia-version", "13.0.1")
+    assert profile_data(result) == {"compute_flavor": "amphora"}
+    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, octavia_version="14.0.2")
+    assert osc.flavor_data(opts) == {"compute_flavor": "amphora-sriov", "sriov_vip": True}
+
+
+def test_before_16_the_flag_warning_names_only_sriov_vip():
+    result = invoke("--sriov", "--host", "cmp1", "--octavia-version", "15.1.0")
+    assert result.exit_code == 0
+    assert result.stderr.rstrip().endswith("add --sriov-vip")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--sriov", "--host", "c", "--sriov-vip", "--octavia-version", "15.1.0",
+      "--flavor-data", '{"allow_member_sriov": false}'],
+     "flavor data key 'allow_member_sriov' needs octavia 16.x (2025.1) or newer, but the "
+     "controller is octavia 15.1.0 (--octavia-version); drop it from --flavor-data"),
+    (["--octavia-version", "13.0.1", "--flavor-data", '{"sriov_vip": true}'],
+     "flavor data key 'sriov_vip' needs octavia 14.x (2024.1) or newer"),
+    (["--sriov", "--host", "c", "--octavia-version", "13.0.1"],
+     "--sriov needs octavia 14.x (2024.1) or newer"),
+    (["--sriov", "--host", "c", "--sriov-vip", "--octavia-version", "13.0.1"],
+     "--sriov needs octavia 14.x (2024.1) or newer"),
+    (["--octavia-version", "latest"],
+     "--octavia-version 'latest' is not an octavia release number; give one like 19.0.0"),
+])
+def test_release_gates_are_one_line_errors(args, message):
+    test_invalid_input_is_one_line_error(args, message)
+
+
+def test_validate_refuses_what_the_release_lacks():
+    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True,
+                                    octavia_version="14.0.2")
+    with pytest.raises(osc.OpenStackConfigError, match="--allow-member-sriov needs octavia 16"):
+        osc.validate(opts)
