@@ -332,3 +332,15 @@ def test_cli_bad_pairs_are_one_line_before_any_build(args, message):
     assert result.exit_code == 1
     assert result.stderr == message
     assert result.stdout == ""
+
+
+def test_readme_compatibility_table_matches_the_plan():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Compatibility", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| 20")]
+    assert [row[0] for row in rows] == list(EXPECTED)
+    for series, octavia, release, arch, built, booted, *_ in rows:
+        latest, _, default_release = EXPECTED[series]
+        assert octavia.split()[0] == latest and release == default_release
+        assert arch == "amd64" and built in ("yes", "no") and booted in ("yes", "no")
