@@ -146,10 +146,14 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    keep_workdir: bool = False,
                    host_ports: dict[int, int] | None = None,
                    host_address: str = "127.0.0.1",
-                   ssh: bool = True) -> Iterator[BootedAmphora]:
+                   ssh: bool = True,
+                   controller_pki: ThrowawayPKI | None = None) -> Iterator[BootedAmphora]:
     """Boot IMAGE and yield it once it is ready.
 
     ssh=False is for an image without sshd: readiness is the agent's API alone.
+    controller_pki: the CA and client of an amphora booted before, so that one
+    controller reaches both (ACTIVE_STANDBY); this amphora gets its own server
+    certificate from that CA.
     """
     image = image.resolve()
     own_tmp = workdir is None
@@ -163,7 +167,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
         if own_tmp:
             workdir = Path(tempfile.mkdtemp(prefix="amp-image-vm."))
         workdir.mkdir(parents=True, exist_ok=True)
-        pki = ThrowawayPKI.create(amphora_id)
+        pki = (controller_pki.for_amphora(amphora_id) if controller_pki
+               else ThrowawayPKI.create(amphora_id))
         client_files = pki.write_client_files(workdir / "pki")
         identity, public_key = ssh_keypair(workdir)
         drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)

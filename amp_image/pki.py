@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,12 @@ class ThrowawayPKI:
         """A fresh server certificate from the same CA, as certificate rotation issues it."""
         return _issue(amphora_id, self.ca, ca=False, usage=ExtendedKeyUsageOID.SERVER_AUTH,
                       san=amphora_id)
+
+    def for_amphora(self, amphora_id: str) -> ThrowawayPKI:
+        """The same controller PKI (CA, clients) with a server certificate for another
+        amphora, as one controller's CA signs every amphora's."""
+        return dataclasses.replace(self, amphora_id=amphora_id,
+                                   server=self.issue_server(amphora_id))
 
     def server_pem(self) -> bytes:
         """What the controller sends as server.pem: certificate, then its key."""

@@ -53,7 +53,8 @@ def pair(request, segments):
             booted.append(stack.enter_context(booted_amphora(
                 image_under_test(config), accel=config.getoption("--amp-accel"),
                 boot=config.getoption("--amp-boot"), extra_nics=nics,
-                host_ports={22: 22, AGENT_PORT: AGENT_PORT}, host_address=address)))
+                host_ports={22: 22, AGENT_PORT: AGENT_PORT}, host_address=address,
+                controller_pki=booted[0].pki if booted else None)))
         yield booted
 
 
