@@ -59,7 +59,7 @@ def pair(request, segments):
 
 
 @pytest.fixture(scope="module")
-def ha(pair, heartbeats, tmp_path_factory):
+def ha(pair, heartbeats, backends, tmp_path_factory):
     """The controller's view: one load balancer, two amphorae, a VRRP group."""
     first = pair[0]
     controller.configure(client_pem=first.client_files["client"], ca_pem=first.client_files["ca"],

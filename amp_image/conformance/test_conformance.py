@@ -339,18 +339,24 @@ def test_connection_limit(lb):
     assert wait_until(lambda: http_get(LIMITED_PORT)[0] == 200, 30, "a slot frees up")
 
 
-def _haproxy_pids(host, lb_id: str) -> set[str]:
-    return set(host.check_output(f"pgrep -f 'haproxy.*{lb_id}' || true").split())
+def _haproxy_workers(host, lb_id: str) -> set[str]:
+    """The load balancer's haproxy worker PIDs: children of its unit's master process.
+    (Not pgrep -f on the id: that also matches the shell running pgrep.)"""
+    master = host.check_output(f"systemctl show -P MainPID haproxy-{lb_id}.service")
+    if master in ("", "0"):
+        return set()
+    return set(host.check_output(f"pgrep -P {master} || true").split())
 
 
 def test_reload_keeps_serving(octavia, lb, amphora_host):
     """Config reload (driver reload): new haproxy workers, no failed request."""
-    before = _haproxy_pids(amphora_host, octavia.lb.id)
+    before = _haproxy_workers(amphora_host, octavia.lb.id)
+    assert before, "no haproxy worker before the reload"
     octavia.driver.reload(octavia.lb, octavia.amp)
     assert members_answering(80) == {MEMBER_A, MEMBER_B}
-    after = wait_until(lambda: (p := _haproxy_pids(amphora_host, octavia.lb.id)) != before
-                       and p, 30, "new haproxy processes")
-    assert after and after != before
+    after = wait_until(lambda: _haproxy_workers(amphora_host, octavia.lb.id) - before,
+                       30, "a new haproxy worker")
+    assert after
 
 
 def test_listener_delete(octavia, lb):
@@ -398,7 +404,8 @@ def test_last_listeners_deleted(octavia, lb, amphora_host):
             # The driver drops haproxy listeners from the LB itself; an LVS listener
             # leaves the controller's database when its delete flow ends.
             octavia.lb.listeners.remove(listener)
-    wait_until(lambda: not _haproxy_pids(amphora_host, octavia.lb.id), 60, "haproxy stopped")
+    unit = amphora_host.service(f"haproxy-{octavia.lb.id}")
+    wait_until(lambda: not unit.is_running, 60, "haproxy stopped")
     assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")
 
 
