@@ -48,7 +48,7 @@ class BuildResult:
 
 def elements_dir() -> Path:
     """The project's elements: beside the package in a checkout."""
-    return Path(__file__).resolve().parent.parent / "elements"
+    return Path(__file__).resolve().parent / "elements"
 
 
 def install_shims(bin_dir: Path, device_mapper: bool) -> list[str]:

@@ -19,7 +19,7 @@ def test_ruff():
 
 
 def test_dib_lint_elements():
-    env = dict(os.environ, ELEMENTS_DIR="elements", LIB_DIR="elements",
+    env = dict(os.environ, ELEMENTS_DIR="amp_image/elements", LIB_DIR="amp_image/elements",
                PATH=f"{BIN}:{os.environ['PATH']}")
     result = run([str(BIN / "dib-lint")], env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
@@ -27,7 +27,7 @@ def test_dib_lint_elements():
 
 
 def test_every_element_has_readme_and_deps_sorted():
-    for element in sorted((ROOT / "elements").iterdir()):
+    for element in sorted((ROOT / "amp_image/elements").iterdir()):
         assert (element / "README.rst").is_file(), element.name
         deps = element / "element-deps"
         if deps.exists():

@@ -180,7 +180,7 @@ def test_elements_with_their_content_hashes(statement):
     requested = ["debian-minimal", "vm", "amphora-base", "haproxy-octavia", "amphora-agent"]
     assert {n for n, d in elements.items() if d["annotations"]["requested"]} == set(requested)
     # What DIB adds and what element-deps pull in are there too.
-    deps_of_base = (ROOT / "elements/amphora-base/element-deps").read_text().split()
+    deps_of_base = (ROOT / "amp_image/elements/amphora-base/element-deps").read_text().split()
     assert {"base", "block-device-mbr", "dpkg", *deps_of_base} <= set(elements)
     base = elements["amphora-base"]
     assert base["annotations"]["origin"] == "amp-image"
@@ -353,7 +353,7 @@ def test_amphora_base_records_the_package_indexes(tmp_path):
         "Package: x\nDate: not this\n")
     (lists / "security.debian.org_dists_trixie-security_Release").write_text(
         "Origin: Debian\nDate: Mon, 24 Nov 2025 21:03:58 UTC\n")
-    script = ROOT / "elements/amphora-base/finalise.d/90-amp-image-record"
+    script = ROOT / "amp_image/elements/amphora-base/finalise.d/90-amp-image-record"
     subprocess.run(["bash", str(script)], check=True, env={
         "PATH": os.environ["PATH"], "AMP_IMAGE_ROOT": str(root),
         "DIB_MANIFEST_IMAGE_DIR": str(manifests)})

@@ -315,13 +315,13 @@ def run_elements(tmp_path: Path, ssh: bool) -> tuple[str, dict[str, list[str]]]:
     hooks = tmp_path / "hooks"
     env = {"PATH": os.environ["PATH"], "TMP_HOOKS_PATH": str(hooks),
            "DIB_AMP_ROOT_PASSWORD_HASH_FILE": str(hash_file)}
-    staging = ROOT / "elements/root-passwd/extra-data.d/50-root-passwd-hash"
+    staging = ROOT / "amp_image/elements/root-passwd/extra-data.d/50-root-passwd-hash"
     subprocess.run([str(staging)], env=env, check=True)
     staged = hooks / "root-passwd" / "hash"
     assert stat.S_IMODE(staged.stat().st_mode) == 0o600
     env["DIB_AMP_ROOT_PASSWORD_SSH"] = "1" if ssh else "0"
     out = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
-                          IN_NAMESPACE, "-", str(staged), str(ROOT / "elements")],
+                          IN_NAMESPACE, "-", str(staged), str(ROOT / "amp_image/elements")],
                          env=env, capture_output=True, text=True, check=True).stdout
     seen, _, rest = out.partition("== ")
     dropins: dict[str, list[str]] = {}
@@ -359,7 +359,7 @@ def test_element_password_ssh_when_asked_wins_over_rebind_sshd(tmp_path):
 
 def test_element_staging_refuses_a_missing_hash(tmp_path):
     result = subprocess.run(
-        [str(ROOT / "elements/root-passwd/extra-data.d/50-root-passwd-hash")],
+        [str(ROOT / "amp_image/elements/root-passwd/extra-data.d/50-root-passwd-hash")],
         env={"PATH": os.environ["PATH"], "TMP_HOOKS_PATH": str(tmp_path),
              "DIB_AMP_ROOT_PASSWORD_HASH_FILE": str(tmp_path / "none")},
         capture_output=True, text=True)

@@ -263,7 +263,8 @@ def test_2024_1_compiles_netifaces_and_removes_the_compiler():
 
 
 def test_install_script_removes_the_build_packages_again():
-    script = (ROOT / "elements/amphora-agent/install.d/75-amphora-agent-install").read_text()
+    script = (ROOT / "amp_image/elements/amphora-agent/install.d"
+              / "75-amphora-agent-install").read_text()
     assert 'for pkg in ${DIB_AMP_AGENT_BUILD_PACKAGES:-}; do' in script
     assert 'installed "$pkg" || build_only+=("$pkg")' in script
     assert 'apt-get -y purge "${build_only[@]}"' in script
