@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["amp_image.checks.plugin"]
+pytest_plugins = ["amp_image.verify.checks.plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")

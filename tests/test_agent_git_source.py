@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import AMP_IMAGE
 
-from amp_image.imagefs import mounted_image
+from amp_image.image.imagefs import mounted_image
 
 pytestmark = pytest.mark.image
 

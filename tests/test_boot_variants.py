@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import AMP_IMAGE, TEST_IMAGE_DIR
 
-from amp_image.records import read_record
+from amp_image.image.records import read_record
 
 pytestmark = [pytest.mark.image, pytest.mark.boot]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image import boottest
+from amp_image.verify import boottest
 
 
 @pytest.fixture
@@ -90,13 +90,13 @@ class StandInAgent:
 
 @pytest.fixture
 def pki():
-    from amp_image.pki import ThrowawayPKI
+    from amp_image.verify.pki import ThrowawayPKI
 
     return ThrowawayPKI.create("amp-1")
 
 
 def _probe(agent: StandInAgent, client: str | None, name: str = "amp-1", timeout=10):
-    from amp_image.agentapi import tls_handshake
+    from amp_image.verify.agentapi import tls_handshake
 
     pem = agent.files[client] if client else None
     return tls_handshake("127.0.0.1", agent.port, name, agent.files["ca"], pem, timeout,
@@ -135,7 +135,7 @@ def test_handshake_probe_tells_acceptance_silence_and_no_connection_apart(pki, t
         silent.close()
     with socket.create_server(("127.0.0.1", 0)) as s:
         closed_port = s.getsockname()[1]
-    from amp_image.agentapi import tls_handshake
+    from amp_image.verify.agentapi import tls_handshake
 
     result = tls_handshake("127.0.0.1", closed_port, "amp-1", lax.files["ca"],
                            lax.files["rogue_client"], 2)

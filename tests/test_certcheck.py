@@ -2,7 +2,7 @@
 handshake against a server configured as the agent's gunicorn is on Python 3.11 and 3.13.
 
 The PKI is made with the openssl command line as Octavia's certificate guide makes it
-(amp_image.guide_pki); the broken variants are made with cryptography here.
+(amp_image.verify.guide_pki); the broken variants are made with cryptography here.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from amp_image import certcheck
-from amp_image.certcheck_cli import check_certs
-from amp_image.guide_pki import make_guide_pki, run_openssl
+from amp_image.cli.certs import check_certs
+from amp_image.verify import certcheck
+from amp_image.verify.guide_pki import make_guide_pki, run_openssl
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
 PY311, PY313 = (3, 11), (3, 13)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.inventory import VfDriver
-from amp_image.records import parse_record, read_image_record
+from amp_image.image.records import parse_record, read_image_record
+from amp_image.publish.inventory import VfDriver
 
-CHECKS = Path(__file__).resolve().parent.parent / "amp_image" / "checks"
+CHECKS = Path(__file__).resolve().parent.parent / "amp_image" / "verify" / "checks"
 
 
 def _image_with_record(tmp_path: Path, **files: str) -> Path:
@@ -62,9 +62,9 @@ def test_an_image_older_than_the_sshd_record_has_sshd():
 FAKE_BOOT = textwrap.dedent("""\
     import contextlib, os
     from types import SimpleNamespace
-    import amp_image.checks.plugin as plugin
-    import amp_image.checks.test_amphora as checks
-    from amp_image.boottest import BootReport
+    import amp_image.verify.checks.plugin as plugin
+    import amp_image.verify.checks.test_amphora as checks
+    from amp_image.verify.boottest import BootReport
 
     checks.NO_SSHD_WATCH_S = 0
 
@@ -89,7 +89,7 @@ def _run_checks(tmp_path: Path, image: Path, banner: bool, keyword: str,
            "FAKE_SERIAL": serial}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(CHECKS / "test_amphora.py"), "-p", "fakeboot",
-         "-p", "amp_image.checks.plugin", "-p", "no:cacheprovider", "--rootdir", str(CHECKS),
+         "-p", "amp_image.verify.checks.plugin", "-p", "no:cacheprovider", "--rootdir", str(CHECKS),
          "--amp-image", str(image), "-k", keyword, "-ra", f"--junitxml={junit}",
          "--amp-report", str(tmp_path / "report.json")],
         capture_output=True, text=True, env=env, cwd=tmp_path)

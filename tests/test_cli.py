@@ -8,7 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from amp_image.cli import main, parse_agent_source
+from amp_image.cli import main
+from amp_image.cli.build import parse_agent_source
 from amp_image.errors import PlanError
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
@@ -110,10 +111,13 @@ def test_agent_source_folders(tmp_path):
 
 
 def test_one_fail_for_every_command():
-    """build, publish and openstack-config report errors through the same function."""
-    from amp_image import cli, cliutil, publish_cli
+    """Every command reports errors through the same function, defined once in the package."""
+    import amp_image
+    from amp_image.cli import build, certs, common, diff, openstack_config, publish, test
 
-    assert cli.fail is publish_cli.fail is cliutil.fail
-    defined = [p.name for p in Path(cli.__file__).parent.glob("*.py")
+    assert (build.fail is certs.fail is diff.fail is openstack_config.fail is publish.fail
+            is test.fail is common.fail)
+    package = Path(amp_image.__file__).parent
+    defined = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
                if "\ndef fail(" in p.read_text()]
-    assert defined == ["cliutil.py"]
+    assert defined == ["cli/common.py"]

@@ -1,6 +1,6 @@
 """Octavia conformance of the default image, run as an operator runs it:
 ``amp-image test --conformance IMAGE`` (Octavia's own driver, real traffic; see
-amp_image/conformance/).  The per-scenario report lands in build/ for the docs.
+amp_image/verify/conformance/).  The per-scenario report lands in build/ for the docs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from conftest import AMP_IMAGE, ROOT
 
 pytestmark = pytest.mark.conformance
 
-# Scenarios in amp_image/conformance/test_*.py (parametrized ones counted
+# Scenarios in amp_image/verify/conformance/test_*.py (parametrized ones counted
 # once per case); the suite must have run all of them, not merely passed.
 # ACTIVE_STANDBY (4 more, --active-standby) is on demand: see docs/conformance.md.
 EXPECTED_SCENARIOS = 33

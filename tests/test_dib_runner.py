@@ -3,9 +3,9 @@
 import subprocess
 from pathlib import Path
 
-from amp_image import dib
-from amp_image.dib import Progress, _last_error, dib_environment
-from amp_image.plan import BuildOptions, HostContext, make_plan
+from amp_image.build import dib
+from amp_image.build.dib import Progress, _last_error, dib_environment
+from amp_image.build.plan import BuildOptions, HostContext, make_plan
 
 
 def test_host_pip_settings_do_not_reach_dib():

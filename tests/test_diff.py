@@ -12,10 +12,8 @@ import pytest
 from click.testing import CliRunner
 from test_publish import assert_one_line_error, make_small_image, run_publish
 
-from amp_image import imagediff, publish_cli
 from amp_image.cli import main
-
-publish_cli.register(main)
+from amp_image.publish import imagediff
 
 
 def run_diff(*args):

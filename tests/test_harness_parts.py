@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from amp_image import configdrive
-from amp_image.dib import SHIMS_WITHOUT_DM, install_shims, release_leftovers
-from amp_image.pki import ThrowawayPKI, ssh_keypair
+from amp_image.build.dib import SHIMS_WITHOUT_DM, install_shims, release_leftovers
+from amp_image.verify import configdrive
+from amp_image.verify.pki import ThrowawayPKI, ssh_keypair
 
 
 def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:

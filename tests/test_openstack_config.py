@@ -11,12 +11,11 @@ import pytest
 from click.testing import CliRunner
 from helpers import no_cloud_env
 
-from amp_image import cloud, publish_cli
-from amp_image import openstack_config as osc
 from amp_image.cli import main
+from amp_image.publish import cloud
+from amp_image.publish import openstack_config as osc
 
 ROOT = Path(__file__).resolve().parent.parent
-publish_cli.register(main)
 
 
 def invoke(*args, env=None):
@@ -210,7 +209,7 @@ def test_apply_validates_before_connecting(tmp_path):
 
 def test_missing_sdk_says_which_extra_to_install():
     code = ("import sys; sys.modules['openstack'] = None\n"
-            "from amp_image import cloud\n"
+            "from amp_image.publish import cloud\n"
             "try:\n    cloud.sdk()\nexcept cloud.CloudError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == ("openstacksdk is not installed; install amp-image[openstack] "
@@ -325,11 +324,9 @@ def test_apply_creates_what_the_commands_describe_and_is_rerunnable():
     assert sum("exists; kept" in line for line in said) == 3
 
 
-def test_register_is_idempotent():
-    before = dict(main.commands)
-    publish_cli.register(main)
-    assert main.commands == before
-    assert {"publish", "openstack-config"} <= set(main.commands)
+def test_main_has_every_command():
+    assert set(main.commands) == {"build", "test", "publish", "openstack-config", "diff",
+                                  "check-certs"}
 
 
 def test_openstacksdk_pin_matches_the_extra():

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from amp_image import constraints
-from amp_image.errors import PlanError
-from amp_image.plan import (
+from amp_image.build import constraints
+from amp_image.build.plan import (
     AgentSource,
     BuildOptions,
     HostContext,
@@ -14,6 +13,7 @@ from amp_image.plan import (
     make_plan,
     security_mirror_for,
 )
+from amp_image.errors import PlanError
 
 ELEMENTS = Path("/elements")
 HOST = HostContext(distribution_mirror="http://mirror.example/debian",

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from test_publish import make_small_image, run_publish, sums_verify
 from test_signing import make_key, write_key
 
-from amp_image import dib, provenance, signing
-from amp_image.inventory import AptIndex, enabled_units, parse_apt_indexes
+from amp_image.build import dib
+from amp_image.publish import provenance, signing
+from amp_image.publish.inventory import AptIndex, enabled_units, parse_apt_indexes
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"

@@ -20,16 +20,15 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from helpers import no_cloud_env
 
-from amp_image import imagefs, publish, publish_cli, sbom
 from amp_image.cli import main
-from amp_image.inventory import (
+from amp_image.image import imagefs
+from amp_image.publish import publisher, sbom
+from amp_image.publish.inventory import (
     ImageInventory,
     elements_from_arguments,
     parse_dib_environment,
     parse_dpkg_status,
 )
-
-publish_cli.register(main)
 
 STATUS = """\
 Package: acl
@@ -71,7 +70,7 @@ def test_parse_dib_files():
 
 
 def test_build_environment_is_redacted():
-    env = publish.redact_environment({
+    env = publisher.redact_environment({
         "DIB_PASSWORD": "hunter2", "http_proxy": "http://user:pw@proxy:3128",
         "DIB_RELEASE": "trixie"})
     assert env == {"DIB_PASSWORD": "<redacted>", "DIB_RELEASE": "trixie",
@@ -79,8 +78,8 @@ def test_build_environment_is_redacted():
 
 
 def test_glance_spec_rejects_unknown_architecture():
-    with pytest.raises(publish.PublishError, match="unknown image architecture 'm68k'"):
-        publish.glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
+    with pytest.raises(publisher.PublishError, match="unknown image architecture 'm68k'"):
+        publisher.glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
                             name="x", disk_format="qcow2", virtual_size=2**31)
 
 
@@ -129,7 +128,7 @@ def load(dest: Path, name: str) -> dict:
 def test_published_files(published, built_image):
     assert sorted(p.name for p in published.iterdir()) == sorted(
         [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json",
-         "provenance.json", publish.MARKER_FILE])
+         "provenance.json", publisher.MARKER_FILE])
     assert not list(published.parent.glob(".out.*"))
 
 
@@ -138,7 +137,7 @@ def test_checksums_verify(published):
     listed = [line.split("  ", 1)[1] for line in
               (published / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == sorted(p.name for p in published.iterdir()
-                                    if p.name not in ("SHA256SUMS", publish.MARKER_FILE))
+                                    if p.name not in ("SHA256SUMS", publisher.MARKER_FILE))
     result = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=published,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -158,9 +157,9 @@ def test_manifest_describes_the_image(published, built_image):
     image = manifest["image"]
     assert image["file"] == built_image.name
     assert image["size"] == built_image.stat().st_size
-    assert image["sha256"] == publish.sha256_file(published / built_image.name)
+    assert image["sha256"] == publisher.sha256_file(published / built_image.name)
     assert image["disk_format"] == imagefs.image_format(built_image)
-    assert manifest["tool"] == {"name": "amp-image", "version": publish.tool_version()}
+    assert manifest["tool"] == {"name": "amp-image", "version": publisher.tool_version()}
     assert manifest["os"]["distro"] == "debian"
     assert manifest["os"]["release"] in ("trixie", "bookworm")
     assert manifest["architecture"] == "amd64"
@@ -220,7 +219,7 @@ def test_prefix_and_force_publish_beside_other_files(built_image, scratch):
     dest = scratch / "rel"
     dest.mkdir()
     (dest / "notes.txt").write_text("mine")
-    result = publish.publish_image(built_image, dest, prefix="trixie-", force=True,
+    result = publisher.publish_image(built_image, dest, prefix="trixie-", force=True,
                                    name="amphora-trixie", tag="amp")
     assert sorted(result.files) == sorted([
         built_image.name, "trixie-SHA256SUMS", "trixie-manifest.json", "trixie-sbom.cdx.json",
@@ -326,7 +325,7 @@ def test_failure_while_writing_leaves_nothing(built_image, scratch, monkeypatch)
     monkeypatch.setattr(sbom, "sbom_json", broken)
     dest = scratch / "out"
     with pytest.raises(sbom.SbomError):
-        publish.publish_image(built_image, dest)
+        publisher.publish_image(built_image, dest)
     assert list(scratch.iterdir()) == []
 
 
@@ -387,7 +386,7 @@ def images(tmp_path):
 
 
 def ours(dest: Path) -> list[str]:
-    return json.loads((dest / publish.MARKER_FILE).read_text())["files"]
+    return json.loads((dest / publisher.MARKER_FILE).read_text())["files"]
 
 
 def sums_verify(dest: Path, sums: str = "SHA256SUMS") -> bool:
@@ -399,7 +398,7 @@ def test_republish_replaces_only_what_amp_image_published(images, tmp_path):
     one, two = images
     dest = tmp_path / "dist"
     assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
-    assert sorted(ours(dest)) == sorted(publish.published_names("amp.qcow2", ""))
+    assert sorted(ours(dest)) == sorted(publisher.published_names("amp.qcow2", ""))
     (dest / "notes.txt").write_text("the operator's")
     (dest / "old-release").mkdir()
     (dest / "old-release" / "amp.qcow2").write_text("an older image, kept by hand")
@@ -408,11 +407,11 @@ def test_republish_replaces_only_what_amp_image_published(images, tmp_path):
     assert result.exit_code == 0, result.output
     assert (dest / "notes.txt").read_text() == "the operator's"
     assert (dest / "old-release" / "amp.qcow2").read_text() == "an older image, kept by hand"
-    assert publish.sha256_file(dest / "amp.qcow2") == publish.sha256_file(two)
-    assert load(dest, "manifest.json")["image"]["sha256"] == publish.sha256_file(two)
+    assert publisher.sha256_file(dest / "amp.qcow2") == publisher.sha256_file(two)
+    assert load(dest, "manifest.json")["image"]["sha256"] == publisher.sha256_file(two)
     assert sums_verify(dest)
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*publish.published_names("amp.qcow2", ""), publish.MARKER_FILE, "notes.txt",
+        [*publisher.published_names("amp.qcow2", ""), publisher.MARKER_FILE, "notes.txt",
          "old-release"])
     assert "notes.txt" not in result.stdout  # the summary lists only what was published
 
@@ -426,7 +425,7 @@ def test_republish_with_another_prefix_removes_only_the_earlier_publication(imag
                        "--prefix", "a-").exit_code == 0
     assert run_publish(str(two), "--dest", str(dest), "--prefix", "b-").exit_code == 0
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        ["README", publish.MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
+        ["README", publisher.MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
          "b-sbom.cdx.json", "b-glance.json", "b-provenance.json"])
     assert (dest / "README").read_text() == "kept"
     assert sums_verify(dest, "b-SHA256SUMS")
@@ -475,7 +474,7 @@ def test_failure_while_writing_leaves_the_earlier_publication(images, tmp_path, 
 
     monkeypatch.setattr(sbom, "sbom_json", broken)
     with pytest.raises(sbom.SbomError):
-        publish.publish_image(two, dest)
+        publisher.publish_image(two, dest)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
 
 
@@ -485,15 +484,15 @@ def test_a_killed_publish_is_finished_by_the_next(images, tmp_path):
     one, two = images
     dest = tmp_path / "dist"
     assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
-    staging = dest / (publish.STAGING_PREFIX + "killed")
+    staging = dest / (publisher.STAGING_PREFIX + "killed")
     staging.mkdir()
     (staging / "amp.qcow2").write_text("half a copy")
     (dest / "x-SHA256SUMS").write_text("from the killed publish\n")
-    publish.write_marker(dest, [*ours(dest), "x-SHA256SUMS"])
+    publisher.write_marker(dest, [*ours(dest), "x-SHA256SUMS"])
     result = run_publish(str(two), "--dest", str(dest))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*publish.published_names("amp.qcow2", ""), publish.MARKER_FILE])
+        [*publisher.published_names("amp.qcow2", ""), publisher.MARKER_FILE])
     assert sums_verify(dest)
 
 
@@ -513,7 +512,8 @@ def test_build_publish_dir_checks_the_folder_before_building(tmp_path):
 def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     """build --publish-dir after a (stubbed: no DIB) build into a folder amp-image published
     into, where the operator keeps a file of their own: only amp-image's files change."""
-    from amp_image import cli, dib
+    from amp_image.build import dib
+    from amp_image.cli import build as build_cli
 
     one, two = images
     dest = tmp_path / "dist"
@@ -522,28 +522,28 @@ def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     built = tmp_path / "out" / "amp.qcow2"
     built.parent.mkdir()
     shutil.copyfile(two, built)
-    monkeypatch.setattr(cli, "stop_on_sigterm", lambda: None)
-    monkeypatch.setattr(cli.host, "check_tools", lambda: None)
+    monkeypatch.setattr(build_cli, "stop_on_sigterm", lambda: None)
+    monkeypatch.setattr(build_cli.host, "check_tools", lambda: None)
     monkeypatch.setattr(dib, "run_build", lambda plan, **kw: dib.BuildResult(
         built, None, 1.0, tmp_path / "build.log"))
     result = CliRunner().invoke(main, ["build", "-o", str(built), "--publish-dir", str(dest),
                                        "--work-dir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert (dest / "notes.txt").read_text() == "kept"
-    assert publish.sha256_file(dest / "amp.qcow2") == publish.sha256_file(two)
+    assert publisher.sha256_file(dest / "amp.qcow2") == publisher.sha256_file(two)
     assert sums_verify(dest)
 
 
 SLOW_PUBLISH = """
 import sys, time
-from amp_image import publish
+from amp_image.publish import publisher
 from amp_image.cli import main
 
 def slow_read(root, manifests):
     print("MOUNTED", root, flush=True)
     time.sleep(120)
 
-publish.read_inventory = slow_read
+publisher.read_inventory = slow_read
 main(["publish", sys.argv[1], "--dest", sys.argv[2]])
 """
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amp_image import dib, rootpw
+from amp_image.build import dib, rootpw
+from amp_image.build.plan import BuildOptions, HostContext, make_plan
 from amp_image.errors import PlanError
-from amp_image.plan import BuildOptions, HostContext, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")

@@ -33,10 +33,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from amp_image import constraints
-from amp_image.cli import main
-from amp_image.errors import PlanError
-from amp_image.plan import (
+from amp_image.build import constraints
+from amp_image.build.plan import (
     BASE_OSES,
     RELEASE_PYTHON,
     AgentSource,
@@ -44,6 +42,8 @@ from amp_image.plan import (
     HostContext,
     make_plan,
 )
+from amp_image.cli import main
+from amp_image.errors import PlanError
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"

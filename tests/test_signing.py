@@ -45,10 +45,9 @@ from cursive import exception as cursive_exception
 from oslo_context.context import RequestContext
 from test_publish import assert_one_line_error, make_small_image, run_publish, sums_verify
 
-from amp_image import cloud, publish_cli, signing
 from amp_image.cli import main
-
-publish_cli.register(main)
+from amp_image.cli import publish as publish_cli
+from amp_image.publish import cloud, signing
 
 CHUNK = 65536  # Glance streams image data in 64 KiB chunks
 
@@ -437,13 +436,14 @@ def test_build_checks_the_key_before_building(tmp_path):
 
 def test_build_publish_dir_signs(small_image, barbican, tmp_path, monkeypatch):
     """build --publish-dir --sign-key after a (stubbed: no DIB) build."""
-    from amp_image import cli, dib
+    from amp_image.build import dib
+    from amp_image.cli import build as build_cli
 
     built = tmp_path / "out" / "amp.qcow2"
     built.parent.mkdir()
     shutil.copyfile(small_image, built)
-    monkeypatch.setattr(cli, "stop_on_sigterm", lambda: None)
-    monkeypatch.setattr(cli.host, "check_tools", lambda: None)
+    monkeypatch.setattr(build_cli, "stop_on_sigterm", lambda: None)
+    monkeypatch.setattr(build_cli.host, "check_tools", lambda: None)
     seen_env = {}
 
     def fake_build(plan, **kw):

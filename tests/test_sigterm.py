@@ -130,9 +130,10 @@ def test_bench_stops_its_build_on_sigterm(tmp_path):
     fake_build = _stand_in(tmp_path / "bin" / "amp-image")
     state = tmp_path / "state"
     env = _env(tmp_path, tmp_path / "bin", state)
-    code = ("import sys, amp_image.bench as b; b.AMP_IMAGE = sys.argv[1]; "
-            "sys.exit(b.cli(sys.argv[2:]))")
-    proc = _start([sys.executable, "-c", code, str(fake_build),
+    # The bench is a tool of the project (scripts/bench.py), loaded by its path.
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import bench as b; "
+            "b.AMP_IMAGE = sys.argv[2]; sys.exit(b.cli(sys.argv[3:]))")
+    proc = _start([sys.executable, "-c", code, str(ROOT / "scripts"), str(fake_build),
                    "--dir", str(tmp_path / "bench"), "--skip-cold"],
                   env, tmp_path / "bench.log")
     try:

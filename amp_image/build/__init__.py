@@ -1,0 +1,1 @@
+"""Build: options -> plan (pure) -> host checks -> diskimage-builder run."""

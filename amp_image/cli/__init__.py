@@ -1,0 +1,24 @@
+"""amp-image command line: build, test and publish Octavia amphora images.
+
+One module per command (group); this one holds the click group, ``main``, the
+console script's entry point."""
+
+from __future__ import annotations
+
+import click
+
+from amp_image.cli import build, certs, diff, openstack_config, publish, test
+
+
+@click.group()
+@click.version_option(package_name="amp-image")
+def main() -> None:
+    """Build, boot-test and publish SR-IOV ready OpenStack Octavia amphora images."""
+
+
+for _command in (build.build, test.test_image, publish.publish, openstack_config.openstack_config,
+                 diff.diff, certs.check_certs):
+    main.add_command(_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,297 @@
+"""The ``build`` command: options -> BuildOptions -> plan -> DIB (and --publish-dir)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from amp_image.build import constraints, dib, host, rootpw
+from amp_image.build.plan import (
+    BASE_OSES,
+    DEFAULT_AGENT_VERSION,
+    DEFAULT_OUTPUT,
+    DEFAULT_SIZE_GB,
+    DEFAULT_VF_DRIVERS,
+    IMAGE_FORMATS,
+    AgentSource,
+    BuildOptions,
+    BuildPlan,
+    make_plan,
+)
+from amp_image.cli import publish as publish_cli
+from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.errors import AmpImageError, PlanError
+from amp_image.image.records import read_record
+from amp_image.publish.publisher import check_dest, publish_image, published_names
+
+
+def parse_agent_source(spec: str | None) -> AgentSource:
+    """pypi (default), git+URL[@REF], or a local folder (a checkout or a wheelhouse)."""
+    if not spec or spec == "pypi":
+        return AgentSource()
+    if spec.startswith("git+"):
+        url, ref = spec[4:], ""
+        # A ref follows the last '@' of the path (user@host comes before it).
+        _, sep, rest = url.partition("://")
+        path = rest[rest.find("/"):] if sep and "/" in rest else url
+        if "@" in path:
+            url, ref = url.rsplit("@", 1)
+        if not url:
+            raise PlanError(f"--agent-source {spec}: no URL after git+")
+        return AgentSource("git", url, ref)
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise PlanError(
+            f"--agent-source {spec}: not 'pypi', a git+URL[@REF] or an existing folder"
+        )
+    path = path.resolve()
+    if any(path.glob("*.whl")):
+        return AgentSource("wheelhouse", str(path))
+    if (path / "setup.py").exists() or (path / "pyproject.toml").exists():
+        return AgentSource("dir", str(path))
+    raise PlanError(
+        f"--agent-source {spec}: folder has neither wheels nor setup.py/pyproject.toml"
+    )
+
+
+def _resolve(path: str | None) -> Path | None:
+    return Path(path).expanduser().resolve() if path else None
+
+
+def _prompt_password() -> str:
+    if not sys.stdin.isatty():
+        raise PlanError(f"--root-password-prompt needs a terminal; set {rootpw.ENV_VAR} or "
+                        "pass --root-password-file FILE instead")
+    return click.prompt("Root password (debug image)", hide_input=True,
+                        confirmation_prompt=True, err=True)
+
+
+def root_password_hash(kw: dict) -> str:
+    """Read root's password from its one source and hash it at once (see rootpw.py)."""
+    if kw["root_password"] is not None:
+        raise PlanError("--root-password would put the password on the command line, which "
+                        f"every user of this host can read; {rootpw.SOURCES}")
+    # Out of the environment: nothing amp-image runs may inherit it.
+    env = {rootpw.ENV_VAR: os.environ.pop(rootpw.ENV_VAR, "")}
+    password = rootpw.read_password(
+        env, file=_resolve(kw["root_password_file"]),
+        prompt=_prompt_password if kw["root_password_prompt"] else None)
+    return rootpw.hash_password(password) if password else ""
+
+
+def agent_version(version: str | None, series: str | None) -> str:
+    """--agent-version, else the newest release of --series, else the default."""
+    if version:
+        return version
+    if series:
+        return constraints.series_named(series).latest
+    return DEFAULT_AGENT_VERSION
+
+
+def agent_series(series: str | None, version: str | None, source: AgentSource) -> str:
+    """--series, else (without --agent-version) the series a git branch names."""
+    if series or version:
+        return series or ""
+    return constraints.series_of_branch(source.ref)
+
+
+def build_options(**kw) -> BuildOptions:
+    constraints_file = _resolve(kw["constraints"])
+    if constraints_file and not constraints_file.is_file():
+        raise PlanError(f"--constraints {kw['constraints']}: no such file")
+    elements_paths = tuple(_resolve(p) for p in kw["elements_path"])
+    for p in elements_paths:
+        if not p.is_dir():
+            raise PlanError(f"--elements-path {p}: no such folder")
+    vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else DEFAULT_VF_DRIVERS
+    source = parse_agent_source(kw["agent_source"])
+    series = agent_series(kw["series"], kw["agent_version"], source)
+    return BuildOptions(
+        sriov=kw["sriov"],
+        base_os=kw["base_os"],
+        release=kw["release"] or "",
+        arch=kw["arch"],
+        output=_resolve(kw["output"]),
+        image_format=kw["image_format"] or "",
+        size_gb=kw["size"],
+        cache_dir=_resolve(kw["cache_dir"]),
+        work_dir=_resolve(kw["work_dir"]),
+        agent_version=agent_version(kw["agent_version"], series),
+        series=series,
+        agent_source=source,
+        constraints_file=constraints_file,
+        root_password_hash=root_password_hash(kw),
+        root_password_ssh=kw["root_password_ssh"],
+        sshd=kw["sshd"],
+        cpu_pinning=kw["cpu_pinning"],
+        fips=kw["fips"],
+        extra_elements=tuple(kw["element"]),
+        elements_paths=elements_paths,
+        replace_elements=tuple(kw["replace_elements"].split()) if kw["replace_elements"] else (),
+        use_nftables=kw["nftables"],
+        vf_drivers=vf_drivers,
+        datasources=kw["datasources"],
+        kernel_package=kw["kernel_package"] or "",
+        use_tmpfs=kw["tmpfs"],
+        compression=kw["compression"],
+        slim=kw["slim"],
+        ca_in_image=kw["ca_in_image"],
+        trace=kw["trace"],
+    )
+
+
+def print_plan(plan: BuildPlan) -> None:
+    click.echo(yaml.safe_dump(plan.as_dict(), sort_keys=False, width=100), nl=False)
+
+
+def print_summary(plan: BuildPlan, result: dib.BuildResult) -> None:
+    record = read_record(result.manifests)
+    size = result.image.stat().st_size
+    minutes, seconds = divmod(int(result.seconds), 60)
+    click.echo(f"built {result.image}")
+    click.echo(f"  size        {size / 2**20:.1f} MiB ({plan.image_format})")
+    click.echo(f"  duration    {minutes}m{seconds:02d}s")
+    agent = record.agent
+    click.echo(f"  agent       octavia {agent.get('AMPHORA_AGENT_VERSION', '?')}"
+               f" from {agent.get('AMPHORA_AGENT_SOURCE_TYPE', '?')}")
+    click.echo(f"  kernel      {', '.join(record.kernels) or '?'}")
+    click.echo(f"  firewall    {record.firewall or '?'}")
+    if plan.options.sriov:
+        click.echo(f"  VF drivers  {' '.join(record.vf_drivers) or 'none recorded'}")
+    click.echo(f"  log         {result.log_file}")
+
+
+BUILD_OPTIONS = [
+    click.option("--sriov/--no-sriov", default=True, show_default=True,
+                 help="SR-IOV readiness: VF drivers checked at build time (nftables is on "
+                      "either way)."),
+    click.option("--base-os", type=click.Choice(sorted(BASE_OSES)), default="debian",
+                 show_default=True),
+    click.option("--release", help="Distribution release (Debian: trixie or bookworm) [the "
+                                   "base OS's default if the agent's series supports its "
+                                   "Python, else one whose Python it supports]."),
+    click.option("--arch", default="amd64", show_default=True),
+    click.option("-o", "--output", default=DEFAULT_OUTPUT, show_default=True,
+                 help="Image file to write."),
+    click.option("--format", "image_format", type=click.Choice(IMAGE_FORMATS),
+                 help="Image format (default: from the output's extension, else qcow2)."),
+    click.option("--size", type=int, default=DEFAULT_SIZE_GB, show_default=True,
+                 help="Disk size in GB."),
+    click.option("--cache-dir", default="~/.cache/image-create", show_default=True),
+    click.option("--work-dir", default="~/.cache/amp-image/work", show_default=True),
+    click.option("--agent-version", help="Octavia release installed from PyPI or a wheelhouse; "
+                                         "its series picks the upper constraints and the "
+                                         f"default --release [{DEFAULT_AGENT_VERSION}, or the "
+                                         "newest of --series]."),
+    click.option("--series", help="OpenStack series of the agent ("
+                                  f"{', '.join(constraints.SERIES_BY_NAME)}): its newest octavia "
+                                  "release, or the series --agent-version must be of [the "
+                                  "series a git --agent-source's stable/ or unmaintained/ "
+                                  "branch names]."),
+    click.option("--agent-source", help="pypi (default), git+URL[@REF], a local checkout, "
+                                        "or a wheelhouse folder."),
+    click.option("--constraints", help="Upper-constraints file (default: the vendored one for "
+                                       "the agent's series)."),
+    # Refused: argv is readable by every user of the host (see root_password_hash).
+    click.option("--root-password", hidden=True),
+    click.option("--root-password-file", help="Debug images only: give root the password on "
+                                              "this file's first line (the file must be mode "
+                                              "600 or stricter). Or set AMP_ROOT_PASSWORD."),
+    click.option("--root-password-prompt", is_flag=True, help="Debug images only: ask for "
+                                                              "root's password (needs a "
+                                                              "terminal; not echoed)."),
+    click.option("--root-password-ssh", is_flag=True, help="Allow root's password over SSH too "
+                                                           "(default: serial console only)."),
+    click.option("--sshd/--no-sshd", default=True, show_default=True),
+    click.option("--cpu-pinning", is_flag=True),
+    click.option("--fips", is_flag=True, help="Enable FIPS mode (DIB's fips element)."),
+    click.option("--element", multiple=True, help="Extra element (repeatable)."),
+    click.option("--elements-path", multiple=True, help="Extra elements folder (repeatable)."),
+    click.option("--replace-elements", help="Replace the default element list (space-separated)."),
+    click.option("--nftables/--iptables", default=True, show_default=True),
+    click.option("--vf-drivers", help="Comma-separated VF kernel modules "
+                                      f"(default: {','.join(DEFAULT_VF_DRIVERS)})."),
+    click.option("--datasources", default="ConfigDrive", show_default=True,
+                 help="cloud-init datasources."),
+    click.option("--kernel-package", help="Install this kernel package as well."),
+    click.option("--ca-bundle", help="CA bundle pip trusts during the build (default: the "
+                                     "host's, from SSL_CERT_FILE/PIP_CERT/REQUESTS_CA_BUNDLE)."),
+    click.option("--ca-in-image", is_flag=True, help="Also add that CA bundle to the image's "
+                                                     "trust store (default: build time only)."),
+    click.option("--tmpfs/--no-tmpfs", default=True, show_default=True),
+    click.option("--compression", type=click.Choice(["zstd", "zlib"]), default="zstd",
+                 show_default=True, help="qcow2 compression (zstd needs QEMU >= 5.1 to read)."),
+    click.option("--slim/--no-slim", default=True, show_default=True,
+                 help="Leave out docs, translations and kernel modules no amphora uses."),
+    click.option("--log-file", help="DIB log (default: OUTPUT.log beside the image)."),
+    click.option("--trace", is_flag=True, help="DIB shell tracing (-x)."),
+    click.option("--publish-dir", help="After the build, publish the image here (as amp-image "
+                                       "publish --dest, without --force: a new or empty folder, "
+                                       "or one amp-image published into)."),
+    click.option("--no-wait", is_flag=True, help="Fail at once if another build is using the "
+                                                 "work dir (default: wait for it)."),
+    click.option("--dry-run", is_flag=True, help="Print the resolved plan and exit."),
+    click.option("-v", "--verbose", is_flag=True, help="Stream DIB's full output."),
+]
+
+
+def build_options_decorator(func):
+    for option in reversed(BUILD_OPTIONS):
+        func = option(func)
+    return func
+
+@click.command()
+@build_options_decorator
+@publish_cli.sign_options
+def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, sign_key, cert_uuid,
+          hash_method, key_type, **kw) -> None:
+    """Build an amphora image with diskimage-builder."""
+    try:
+        opts = build_options(**kw)
+        context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
+        plan = make_plan(opts, context, dib.elements_dir())
+        publish_to = _resolve(publish_dir)
+        if sign_key and not publish_to:
+            raise PlanError("--sign-key signs what --publish-dir publishes; add --publish-dir "
+                            "(or sign later: amp-image publish IMAGE --sign-key KEY)")
+        if publish_to:
+            # Before the build, not after it: a folder holding other files is refused.
+            check_dest(publish_to, published_names(opts.output.name, "", bool(sign_key)),
+                       force=False, option="--publish-dir")
+        # Before the build too: a bad key, a wrong passphrase or a prompt come first.
+        signer = publish_cli.signer_from_options(sign_key, cert_uuid, hash_method, key_type)
+        if opts.root_password_hash:
+            click.echo("amp-image: warning: a root password makes a debug image; never use it "
+                       "for production amphorae", err=True)
+        if dry_run:
+            print_plan(plan)
+            return
+        host.check_root()
+        host.check_tools()
+        if not os.access(opts.output.parent, os.W_OK):
+            raise PlanError(f"cannot write to {opts.output.parent}; choose another -o")
+        stop_on_sigterm()
+        log = _resolve(log_file) or opts.output.with_name(opts.output.name + ".log")
+        click.echo(f"building {opts.output.name}: {plan.options.base_os} "
+                   f"{plan.env['DIB_RELEASE']} {plan.env['ARCH']}, agent "
+                   f"{opts.agent_source.describe()} {opts.agent_version}, "
+                   f"sriov={'on' if opts.sriov else 'off'}; log {log}")
+        result = dib.run_build(plan, device_mapper=host.device_mapper_works(),
+                               log_file=log, verbose=verbose, emit=click.echo,
+                               wait=not no_wait)
+    except AmpImageError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; build cleaned up", 130)
+    print_summary(plan, result)
+    if publish_to:
+        try:
+            published = publish_image(result.image, publish_to, option="--publish-dir",
+                                      signer=signer, emit=click.echo)
+        except AmpImageError as exc:
+            fail(f"built {result.image}, but publishing failed: {exc}", 1)
+        publish_cli.print_published(published)

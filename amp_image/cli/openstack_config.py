@@ -1,0 +1,69 @@
+"""The ``openstack-config`` command: the OpenStack steps (flavors, aggregate) for amphorae."""
+
+from __future__ import annotations
+
+import click
+
+from amp_image.build.constraints import DEFAULT_AGENT_VERSION
+from amp_image.cli.common import fail
+from amp_image.errors import AmpImageError
+from amp_image.publish import cloud
+from amp_image.publish import openstack_config as osconfig
+
+
+@click.command("openstack-config")
+@click.option("--sriov", is_flag=True, help="SR-IOV amphorae: host aggregate, matching compute "
+                                            "flavor properties, Octavia flavor.")
+@click.option("--host", "hosts", multiple=True, help="SR-IOV compute host (repeatable).")
+@click.option("--vip-network", "vip_networks", multiple=True,
+              help="Per-network properties: a VIP network the hosts offer as SR-IOV VFs.")
+@click.option("--member-network", "member_networks", multiple=True,
+              help="Per-network properties: a member network offered as SR-IOV VFs.")
+@click.option("--aggregate", default="", help="Host aggregate name [amphora-sriov].")
+@click.option("--compute-flavor", default="", help="Compute flavor name [amphora-sriov, or "
+                                                   "amphora without --sriov].")
+@click.option("--compute-flavor-id", default="", help="Compute flavor ID [the name].")
+@click.option("--ram", type=int, default=1024, show_default=True, help="MB.")
+@click.option("--disk", type=int, default=3, show_default=True, help="GB.")
+@click.option("--vcpus", type=int, default=1, show_default=True)
+@click.option("--project", default="", help="Give this project (Octavia's) access to the "
+                                            "private flavor.")
+@click.option("--flavor-profile", default="", help="Octavia flavor profile name "
+                                                   "[<flavor>-profile].")
+@click.option("--lb-flavor", default="", help="Octavia flavor name [the compute flavor's].")
+@click.option("--description", default="", help="Octavia flavor description.")
+@click.option("--sriov-vip", is_flag=True, help="Put the VIP on an SR-IOV VF (flavor data "
+                                                "sriov_vip).")
+@click.option("--allow-member-sriov", is_flag=True, help="Let users request SR-IOV member ports "
+                                                         "(octavia 16.x, 2025.1, and newer).")
+@click.option("--octavia-version", default=DEFAULT_AGENT_VERSION, show_default=True,
+              help="The controller's octavia release: what its amphora provider accepts "
+                   "(SR-IOV VIPs from 14.x, SR-IOV members from 16.x).")
+@click.option("--topology", default="", help="SINGLE or ACTIVE_STANDBY (loadbalancer_topology).")
+@click.option("--image-tag", default="", help="Glance tag of the amphora image (amp_image_tag).")
+@click.option("--flavor-data", default="", help="More amphora flavor data, as a JSON object.")
+@click.option("--apply", "do_apply", is_flag=True, help="Create it all with openstacksdk "
+                                                        "instead of printing the commands.")
+@click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --apply (default: $OS_CLOUD).")
+def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
+    """Print (or --apply) the OpenStack steps for amphora load balancers."""
+    try:
+        extra = osconfig.parse_flavor_data(flavor_data) if flavor_data else {}
+        opts = osconfig.AmphoraFlavorOptions(
+            **{k: tuple(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+            extra_flavor_data=extra)
+        osconfig.validate(opts)
+        for warning in osconfig.warnings(opts):
+            click.echo(f"amp-image: warning: {warning}", err=True)
+        if not do_apply:
+            click.echo(osconfig.render_script(opts), nl=False)
+            return
+        conn = cloud.connect(cloud_name)
+        osconfig.apply(opts, conn, emit=click.echo)
+    except AmpImageError as exc:
+        fail(str(exc), 1)
+    except Exception as exc:
+        if not do_apply:
+            raise
+        fail(f"openstack-config --apply failed: {cloud.one_line(exc)}; what is done is "
+             "listed above, and re-running --apply completes the rest", 1)

@@ -1,0 +1,1 @@
+"""Reading a built image, for verify and publish alike: its offline mount, its record, qemu-img."""

@@ -1,0 +1,181 @@
+"""Fixtures of the conformance run: networks, backends, heartbeats, the VM, the driver.
+
+Everything here runs inside the run's private network namespace (see
+network.py).  The VM is booted once for the whole run, with its VIP and
+member NICs on the two bridges, and the agent's port forwarded 9443 -> 9443
+so the controller's ``bind_port`` and the agent's are the same, as in a cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from amp_image.verify.boottest import booted_amphora
+from amp_image.verify.checks.plugin import image_under_test
+from amp_image.verify.conformance import backends as backend_servers
+from amp_image.verify.conformance import controller, network
+from amp_image.verify.conformance.heartbeats import HeartbeatReceiver
+from amp_image.verify.pki import ThrowawayPKI
+from amp_image.verify.vm import Nic
+
+AGENT_PORT = 9443
+HEARTBEAT_INTERVAL = 2
+RESULTS_KEY = pytest.StashKey[list]()
+HOST_KEY = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("amp-image").addoption(
+        "--conformance-report", help="Write each scenario's outcome and duration (JSON) here.")
+
+
+STARTED_KEY = pytest.StashKey[float]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESULTS_KEY] = []
+    config.stash[STARTED_KEY] = time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def segments() -> None:
+    network.create_segments()
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("certs")
+
+
+def write_pair(directory: Path, name: str, cert_pem: bytes, key_pem: bytes) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    key.chmod(0o600)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def backend_pki() -> ThrowawayPKI:
+    """The members' own TLS identity (CN "backend"): what HTTPS passthrough shows."""
+    return ThrowawayPKI.create("backend")
+
+
+@pytest.fixture(scope="session")
+def backends(segments, backend_pki, certs_dir):
+    files = write_pair(certs_dir, "backend", backend_pki.server.cert_pem,
+                       backend_pki.server.key_pem)
+    servers = backend_servers.Backends.start_all(network.BACKENDS, files)
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def heartbeats():
+    receiver = HeartbeatReceiver(key=controller.HEARTBEAT_KEY).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def vm_nics(segments) -> list[Nic]:
+    """The VM's VIP and member NICs: ordinary (virtio) ports; a module may override."""
+    return [network.VIP_SEGMENT.tap("tap-vip0", network.VIP_MAC),
+            network.MEMBER_SEGMENT.tap("tap-mbr0", network.MEMBER_MAC)]
+
+
+@pytest.fixture(scope="module")
+def amphora(request, vm_nics):
+    """One VM per scenario module, gone (with its taps) before the next module boots."""
+    config = request.config
+    workdir = config.getoption("--amp-workdir")
+    try:
+        with booted_amphora(image_under_test(config),
+                            workdir=Path(workdir) / request.module.__name__ if workdir else None,
+                            accel=config.getoption("--amp-accel"),
+                            boot=config.getoption("--amp-boot"), extra_nics=vm_nics,
+                            host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
+            yield booted
+    finally:
+        request.config.stash[HOST_KEY] = None
+        for nic in vm_nics:
+            network.delete_link(network.tap_name(nic))
+
+
+@pytest.fixture(scope="module")
+def amphora_host(request, amphora):
+    host = amphora.testinfra_host()
+    request.config.stash[HOST_KEY] = host
+    return host
+
+
+@dataclass
+class Octavia:
+    """The controller: Octavia's driver, its REST client, and the LB's objects."""
+
+    driver: object
+    client: object
+    topology: controller.Topology
+
+    @property
+    def amp(self):
+        return self.topology.amphora
+
+    @property
+    def lb(self):
+        return self.topology.lb
+
+
+@pytest.fixture(scope="module")
+def octavia(amphora, heartbeats, tmp_path_factory) -> Octavia:
+    controller.configure(client_pem=amphora.client_files["client"],
+                         ca_pem=amphora.client_files["ca"], agent_port=AGENT_PORT,
+                         cert_dir=tmp_path_factory.mktemp("cert-manager"))
+    controller.CONF.set_override("controller_ip_port_list", [heartbeats.controller],
+                                 "health_manager")
+    controller.CONF.set_override("heartbeat_interval", HEARTBEAT_INTERVAL, "health_manager")
+    return Octavia(controller.driver(), controller.api_client(),
+                   controller.make_topology(amphora.amphora_id))
+
+
+# --- reporting ---------------------------------------------------------------------
+
+JOURNAL = ("journalctl --no-pager -n 40 -u amphora-agent -u 'haproxy-*' "
+           "-u 'octavia-keepalived*' -u amphora-netns -u prometheus-proxy 2>&1")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.config.stash[RESULTS_KEY].append(
+            {"scenario": item.name, "feature": feature_of(item), "outcome": report.outcome,
+             "seconds": round(report.duration, 1), **dict(item.user_properties)})
+        host = item.config.stash.get(HOST_KEY, None)
+        if report.failed and host is not None:
+            try:
+                journal = host.run(JOURNAL).stdout
+            except Exception as exc:  # noqa: BLE001  (the VM may be gone)
+                journal = f"(journal unavailable: {exc})"
+            report.sections.append(("amphora journal", journal))
+    return report
+
+
+def feature_of(item) -> str:
+    doc = (item.function.__doc__ or item.name).strip().splitlines()[0]
+    return doc.rstrip(".")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    target = session.config.getoption("--conformance-report")
+    if target:
+        wall = time.monotonic() - session.config.stash[STARTED_KEY]
+        Path(target).write_text(json.dumps({"finished": time.time(),
+                                            "wall_seconds": round(wall),
+                                            "scenarios": session.config.stash[RESULTS_KEY]},
+                                           indent=2) + "\n")

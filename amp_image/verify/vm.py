@@ -1,0 +1,240 @@
+"""A QEMU virtual machine owned by one context manager, start to kill.
+
+The tested image is never written: the VM boots a throw-away qcow2 overlay.
+Readiness is the SSH banner (QEMU's user networking accepts a forwarded
+connection before the guest listens, so a bare TCP accept proves nothing).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amp_image.errors import HostError
+from amp_image.image.imagefs import image_format
+
+QEMU = "qemu-system-x86_64"
+# A guest printing one of these has left the firmware, the bootloader and the
+# kernel's decompressor behind: the accelerator works.
+KERNEL_RUNNING = ("Run /init as init process", "systemd[1]:", "Welcome to")
+ACCEL_CACHE = Path("~/.cache/amp-image/accel.json").expanduser()
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child: get SIGKILL if the harness dies, so no VM outlives it."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def qemu_version() -> str:
+    if shutil.which(QEMU) is None:
+        raise HostError(f"{QEMU} not found; run scripts/setup-host (as root)")
+    return subprocess.run([QEMU, "--version"], capture_output=True,
+                          text=True).stdout.splitlines()[0]
+
+
+def kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+@dataclass
+class Nic:
+    """An extra guest NIC: QEMU device model plus netdev options."""
+
+    device: str
+    netdev: str
+    mac: str = ""
+    # SR-IOV devices get their own PCIe root port, so their VFs have a bus.
+    own_root_port: bool = False
+
+
+@dataclass
+class MachineSpec:
+    image: Path
+    workdir: Path
+    config_drive: Path | None = None
+    memory_mb: int = 1536
+    cpus: int = 2
+    machine: str = "q35"
+    accel: str = "tcg"
+    direct_boot: tuple[Path, Path, str] | None = None
+    mgmt_mac: str = "52:54:00:12:34:56"
+    extra_nics: list[Nic] = field(default_factory=list)
+    forward_ports: tuple[int, ...] = (22, 9443)
+    # Fixed host ports for forward_ports (e.g. 9443 -> 9443 in a private network
+    # namespace, so the agent's bind_port is the controller's); else free ones.
+    host_ports: dict[int, int] | None = None
+    # The host address the forwards listen on (another 127.x address lets two VMs
+    # forward the same ports).
+    host_address: str = "127.0.0.1"
+
+
+class Machine:
+    """Boot a VM; `with Machine(spec) as vm:` guarantees it is killed afterwards."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        self.spec = spec
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.ports: dict[int, int] = {}
+        self.serial_log = spec.workdir / "serial.log"
+        self.overlay = spec.workdir / "overlay.qcow2"
+
+    def __enter__(self) -> Machine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def command(self) -> list[str]:
+        spec = self.spec
+        hostfwd = ",".join(f"hostfwd=tcp:{spec.host_address}:{self.ports[p]}-:{p}"
+                           for p in spec.forward_ports)
+        cmd = [
+            QEMU, "-machine", f"{spec.machine},accel={spec.accel}",
+            "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
+            "-display", "none", "-no-user-config", "-nodefaults",
+            "-serial", f"file:{self.serial_log}",
+            "-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe",
+            "-netdev", f"user,id=mgmt,{hostfwd}",
+            "-device", f"virtio-net-pci,netdev=mgmt,mac={spec.mgmt_mac}",
+            "-device", "virtio-rng-pci",
+        ]
+        if spec.config_drive:
+            cmd += ["-drive", f"file={spec.config_drive},media=cdrom,readonly=on"]
+        for i, nic in enumerate(spec.extra_nics):
+            mac = f",mac={nic.mac}" if nic.mac else ""
+            bus = ""
+            if nic.own_root_port:
+                cmd += ["-device", f"pcie-root-port,id=rp{i},chassis={i + 1},slot={i + 1}"]
+                bus = f",bus=rp{i}"
+            cmd += ["-netdev", f"{nic.netdev},id=nic{i}",
+                    "-device", f"{nic.device},netdev=nic{i}{mac}{bus}"]
+        if spec.direct_boot:
+            kernel, initrd, cmdline = spec.direct_boot
+            cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+        return cmd
+
+    def start(self) -> None:
+        spec = self.spec
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        fmt = image_format(spec.image)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
+                        str(self._pinned_image()), str(self.overlay)], check=True)
+        self.ports = dict(spec.host_ports or {p: free_port() for p in spec.forward_ports})
+        self.serial_log.write_bytes(b"")
+        cmd = self.command()
+        (spec.workdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
+        self.started = time.monotonic()
+        with open(spec.workdir / "qemu.out", "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
+
+    def _pinned_image(self) -> Path:
+        """A hard link to the image, so a rebuild replacing it cannot change a running VM."""
+        link = self.spec.workdir / "base-image"
+        link.unlink(missing_ok=True)
+        try:
+            os.link(self.spec.image.resolve(), link)
+            return link
+        except OSError:
+            return self.spec.image.resolve()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.overlay.unlink(missing_ok=True)
+        (self.spec.workdir / "base-image").unlink(missing_ok=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def serial_text(self) -> str:
+        return self.serial_log.read_text(errors="replace") if self.serial_log.exists() else ""
+
+    def qemu_output(self) -> str:
+        path = self.spec.workdir / "qemu.out"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float, what: str,
+                 interval: float = 1.0) -> float:
+        """Poll until ready(); return seconds since QEMU started.  Raise on timeout or death."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise TimeoutError(f"QEMU exited while waiting for {what}: "
+                                   f"{self.qemu_output().strip()[-300:]}")
+            if ready():
+                return self.elapsed()
+            time.sleep(interval)
+        raise TimeoutError(f"no {what} after {timeout:.0f} s; serial log {self.serial_log}")
+
+    def ssh_banner(self) -> bool:
+        try:
+            with socket.create_connection((self.spec.host_address, self.ports[22]),
+                                          timeout=3) as s:
+                s.settimeout(5)
+                return s.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    def wait_ssh_banner(self, timeout: float = 600) -> float:
+        return self.wait_for(self.ssh_banner, timeout, "SSH banner")
+
+    def kernel_running(self) -> bool:
+        text = self.serial_text()
+        return any(marker in text for marker in KERNEL_RUNNING)
+
+
+def _accel_cache_key() -> str:
+    return f"{os.uname().release}|{qemu_version()}"
+
+
+def choose_accel(probe: Callable[[str], bool], requested: str = "auto") -> tuple[str, str]:
+    """Pick kvm or tcg by booting, not by the existence of /dev/kvm.
+
+    ``probe(accel)`` boots the guest and says whether its kernel got going.
+    The verdict is cached per host kernel and QEMU version.  Returns
+    (accel, reason).
+    """
+    if requested in ("kvm", "tcg"):
+        return requested, "requested"
+    if not kvm_usable():
+        return "tcg", "/dev/kvm not usable"
+    key = _accel_cache_key()
+    try:
+        cached = json.loads(ACCEL_CACHE.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return cached[key], "cached probe"
+    accel = "kvm" if probe("kvm") else "tcg"
+    cached[key] = accel
+    ACCEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    ACCEL_CACHE.write_text(json.dumps(cached))
+    return accel, "probed by booting" + ("" if accel == "kvm" else ": KVM guest did not boot")

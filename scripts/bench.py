@@ -1,0 +1,232 @@
+"""Benchmarks: build time (cold, warm, agent change), image size, boot-to-ready.
+
+Run through ``scripts/bench``.  Prints a table and writes JSON.  Figures that
+take under a minute are measured over several runs (min/median/max); longer
+ones once.  Builds run the real ``amp-image build`` and boots the real harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from amp_image.cli.common import stop_on_sigterm
+from amp_image.image.imagefs import mounted_image
+from amp_image.verify.boottest import booted_amphora
+
+AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
+TARGETS = {
+    "cold build (s)": 180,
+    "warm rebuild (s)": 90,
+    "qcow2 size (MiB)": 275,
+    "QEMU -> agent /info (s)": 70,
+}
+# How long a build stopped by the bench gets to undo its mounts and loop devices.
+CHILD_CLEANUP_S = 300
+
+
+@dataclass
+class Figure:
+    name: str
+    values: list[float] = field(default_factory=list)
+    unit: str = ""
+
+    def row(self) -> dict:
+        values = self.values
+        target = TARGETS.get(self.name)
+        median = statistics.median(values)
+        return {
+            "figure": self.name, "runs": len(values), "min": min(values),
+            "median": median, "max": max(values), "target": target,
+            "met": None if target is None else median <= target,
+        }
+
+
+class ResourceSampler:
+    """Peak memory in use and peak disk growth on the work dir's file system."""
+
+    def __init__(self, path: Path, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self.peak_mem = 0
+        self.peak_disk = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _mem_used() -> int:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        kib = int(info["MemTotal"].split()[0]) - int(info["MemAvailable"].split()[0])
+        return kib * 1024
+
+    def _disk_used(self) -> int:
+        usage = shutil.disk_usage(self.path)
+        return usage.used
+
+    def _run(self) -> None:
+        base_mem, base_disk = self._mem_used(), self._disk_used()
+        while not self._stop.wait(self.interval):
+            self.peak_mem = max(self.peak_mem, self._mem_used() - base_mem)
+            self.peak_disk = max(self.peak_disk, self._disk_used() - base_disk)
+
+    def __enter__(self) -> ResourceSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_to_end(cmd: list[str], **kw) -> int:
+    """Run a child (a build) and return its exit code.
+
+    On Ctrl-C or SIGTERM the child gets one SIGTERM (amp-image build then undoes
+    its mounts, loop devices and lock) and the bench waits for it to finish
+    before it stops too.  The child has its own session, so a Ctrl-C on the
+    terminal reaches it only this way, once.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=CHILD_CLEANUP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> tuple[float, int, int]:
+    cmd = [AMP_IMAGE, "build", "--sriov", "-o", str(output), "--cache-dir", str(cache),
+           "--work-dir", str(work), *extra]
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with ResourceSampler(work) as sampler:
+        returncode = run_to_end(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - start
+    if returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed; see {output}.log")
+    return seconds, sampler.peak_mem, sampler.peak_disk
+
+
+def image_sizes(image: Path) -> dict[str, float]:
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)],
+                                     capture_output=True, text=True, check=True).stdout)
+    with mounted_image(image) as root:
+        usage = shutil.disk_usage(root)
+    return {"qcow2 size (MiB)": image.stat().st_size / 2**20,
+            "virtual size (MiB)": info["virtual-size"] / 2**20,
+            "used inside (MiB)": usage.used / 2**20}
+
+
+def boot_times(image: Path, runs: int) -> tuple[list[float], list[float], str]:
+    ssh, agent, path = [], [], ""
+    for _ in range(runs):
+        with booted_amphora(image) as amphora:
+            ssh.append(amphora.report.ssh_banner_s)
+            agent.append(amphora.report.agent_ready_s)
+            path = f"{amphora.report.boot_path}, {amphora.report.accel}"
+    return ssh, agent, path
+
+
+def render(rows: list[dict]) -> str:
+    lines = [f"{'figure':<28} {'runs':>4} {'min':>8} {'median':>8} {'max':>8} "
+             f"{'target':>7}  met",
+             "-" * 74]
+    for r in rows:
+        target = "" if r["target"] is None else f"<= {r['target']}"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        lines.append(f"{r['figure']:<28} {r['runs']:>4} {r['min']:>8.1f} {r['median']:>8.1f} "
+                     f"{r['max']:>8.1f} {target:>7}  {met}")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{int(mem) / 2**20:.0f}",
+            "kernel": platform.release(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("build/bench"),
+                        help="Scratch and results folder (ignored by git).")
+    parser.add_argument("--boot-runs", type=int, default=3)
+    parser.add_argument("--skip-cold", action="store_true",
+                        help="Reuse the bench cache instead of starting from an empty one.")
+    parser.add_argument("--other-agent-version", default="18.0.1",
+                        help="Agent version for the 'warm rebuild, agent changed' figure.")
+    args = parser.parse_args(argv)
+    root = args.dir.resolve()
+    cache, work = root / "cache", root / "work"
+    image = root / "amphora-x64-haproxy.qcow2"
+    figures: list[Figure] = []
+    extra: dict[str, float] = {}
+
+    if not args.skip_cold:
+        shutil.rmtree(cache, ignore_errors=True)
+        print("bench: cold build (empty cache)...", flush=True)
+        seconds, mem, disk = timed_build(image, cache, work)
+        figures.append(Figure("cold build (s)", [seconds]))
+        extra.update({"cold build peak memory (MiB)": mem / 2**20,
+                      "cold build peak disk (MiB)": disk / 2**20})
+    print("bench: warm rebuild...", flush=True)
+    seconds, mem, disk = timed_build(image, cache, work)
+    figures.append(Figure("warm rebuild (s)", [seconds]))
+    extra.update({"warm build peak memory (MiB)": mem / 2**20,
+                  "warm build peak disk (MiB)": disk / 2**20})
+    print(f"bench: warm rebuild, agent {args.other_agent_version}...", flush=True)
+    other = root / "agent-changed.qcow2"
+    seconds, _, _ = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
+    figures.append(Figure("warm rebuild, agent changed (s)", [seconds]))
+    other.unlink(missing_ok=True)
+
+    for name, value in image_sizes(image).items():
+        figures.append(Figure(name, [value]))
+    print(f"bench: {args.boot_runs} boots...", flush=True)
+    ssh, agent, boot_path = boot_times(image, args.boot_runs)
+    figures.append(Figure("QEMU -> SSH banner (s)", ssh))
+    figures.append(Figure("QEMU -> agent /info (s)", agent))
+    for name, value in extra.items():
+        figures.append(Figure(name, [value]))
+
+    rows = [f.row() for f in figures]
+    result = {"machine": machine(), "boot_path": boot_path, "figures": rows}
+    out = root / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(render(rows))
+    print(f"boot path: {boot_path}")
+    print(f"machine: {result['machine']}")
+    print(f"bench: results in {out}")
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("bench: interrupted; builds and VMs stopped and cleaned up", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
