@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -39,9 +40,12 @@ VERIFY_DIR = PACKAGE_DIR / "verify"
 @click.option("--active-standby", is_flag=True,
               help="With --conformance: also the ACTIVE_STANDBY scenario (two amphorae, "
                    "VRRP, a failover; two more TCG boots, about 12 minutes here).")
+@click.option("--import-audit", help="With --conformance: write which of the agent venv's "
+                                     "distributions the amphorae read under the scenarios "
+                                     "(JSON) to this file.")
 @click.option("-k", "keyword", help="Only run checks matching this pytest expression.")
 def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_version,
-               active_standby, keyword) -> None:
+               active_standby, import_audit, keyword) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""
     stop_on_sigterm()
     host.check_root()
@@ -55,7 +59,7 @@ def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_
         common += ["-k", keyword]
     if conformance:
         sys.exit(_run_conformance(image_path, octavia_version, common, report,
-                                  active_standby))
+                                  active_standby, import_audit))
     import pytest
 
     checks_dir = VERIFY_DIR / "checks"
@@ -69,7 +73,8 @@ def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_
 
 
 def _run_conformance(image: Path, octavia_version: str | None, common: list[str],
-                     report: str | None, active_standby: bool = False) -> int:
+                     report: str | None, active_standby: bool = False,
+                     import_audit: str | None = None) -> int:
     """pytest in the harness venv, inside a network namespace of its own."""
     from amp_image.image.records import recorded_agent_version
     from amp_image.verify.conformance import harness_venv
@@ -92,6 +97,22 @@ def _run_conformance(image: Path, octavia_version: str | None, common: list[str]
         args += ["--conformance-report", str(Path(report).resolve())]
     env = dict(os.environ, PYTHONPATH=harness_venv.pythonpath(version))
     click.echo(f"conformance: octavia {version}'s driver against {image.name}")
-    return subprocess.run(["unshare", "--net", "--", str(python), "-m",
-                           "amp_image.verify.conformance.run", *args], env=env,
-                          stdin=subprocess.DEVNULL).returncode
+    with tempfile.TemporaryDirectory(prefix="amp-image-audit.") as listings:
+        if import_audit:
+            args += ["--import-audit-dir", listings]
+        rc = subprocess.run(["unshare", "--net", "--", str(python), "-m",
+                             "amp_image.verify.conformance.run", *args], env=env,
+                            stdin=subprocess.DEVNULL).returncode
+        if import_audit:
+            _write_import_audit(image, Path(listings), Path(import_audit))
+    return rc
+
+
+def _write_import_audit(image: Path, listings: Path, target: Path) -> None:
+    from amp_image.verify.import_audit import write_audit
+
+    result = write_audit(image, listings, target)
+    unused = result["never_read"]
+    click.echo(f"import audit: {len(unused)} of {len(result['distributions'])} distributions "
+               f"never read ({result['never_read_bytes'] / 2**20:.1f} MiB), from "
+               f"{len(result['listings'])} amphorae: {target}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from amp_image.verify import import_audit
 from amp_image.verify.boottest import booted_amphora
 from amp_image.verify.checks.plugin import image_under_test
 from amp_image.verify.conformance import backends as backend_servers
@@ -30,8 +31,25 @@ HOST_KEY = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("amp-image").addoption(
-        "--conformance-report", help="Write each scenario's outcome and duration (JSON) here.")
+    group = parser.getgroup("amp-image")
+    group.addoption("--conformance-report",
+                    help="Write each scenario's outcome and duration (JSON) here.")
+    group.addoption("--import-audit-dir",
+                    help="Leave each VM's agent venv file times here when its scenarios end "
+                         "(see amp_image.verify.import_audit).")
+
+
+def record_venv_reads(config: pytest.Config, booted, name: str) -> None:
+    """With --import-audit-dir: the VM's agent venv file times, before the VM goes."""
+    target = config.getoption("--import-audit-dir")
+    if not target:
+        return
+    try:
+        listing = booted.testinfra_host().run(import_audit.LISTING_COMMAND)
+    except Exception:  # a VM that no longer answers leaves no listing
+        return
+    if listing.rc == 0:
+        (Path(target) / f"{name}.txt").write_text(listing.stdout)
 
 
 STARTED_KEY = pytest.StashKey[float]()
@@ -101,6 +119,7 @@ def amphora(request, vm_nics):
                             boot=config.getoption("--amp-boot"), extra_nics=vm_nics,
                             host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
             yield booted
+            record_venv_reads(config, booted, request.module.__name__)
     finally:
         request.config.stash[HOST_KEY] = None
         for nic in vm_nics:

@@ -24,7 +24,7 @@ from octavia.common import data_models as models
 from amp_image.verify.boottest import booted_amphora
 from amp_image.verify.checks.plugin import image_under_test
 from amp_image.verify.conformance import controller, network
-from amp_image.verify.conformance.conftest import AGENT_PORT, Octavia
+from amp_image.verify.conformance.conftest import AGENT_PORT, Octavia, record_venv_reads
 from amp_image.verify.conformance.test_conformance import (
     MEMBER_A,
     MEMBER_B,
@@ -56,6 +56,8 @@ def pair(request, segments):
                 host_ports={22: 22, AGENT_PORT: AGENT_PORT}, host_address=address,
                 controller_pki=booted[0].pki if booted else None)))
         yield booted
+        # The MASTER was killed for the failover: only the BACKUP can still answer.
+        record_venv_reads(config, booted[1], f"{request.module.__name__}-backup")
 
 
 @pytest.fixture(scope="module")
