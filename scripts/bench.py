@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amp_image.cli.common import stop_on_sigterm
+from amp_image.image import qemuimg
 from amp_image.image.imagefs import mounted_image
 from amp_image.verify.boottest import booted_amphora
 
@@ -125,8 +126,7 @@ def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> tuple[flo
 
 
 def image_sizes(image: Path) -> dict[str, float]:
-    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)],
-                                     capture_output=True, text=True, check=True).stdout)
+    info = qemuimg.info(image)
     with mounted_image(image) as root:
         usage = shutil.disk_usage(root)
     return {"qcow2 size (MiB)": image.stat().st_size / 2**20,

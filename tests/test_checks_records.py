@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.image.records import parse_record, read_image_record
-from amp_image.publish.inventory import VfDriver
+from amp_image.image.records import VfDriver, parse_record, read_image_record
 
 CHECKS = Path(__file__).resolve().parent.parent / "amp_image" / "verify" / "checks"
 

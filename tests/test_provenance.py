@@ -19,8 +19,9 @@ from test_publish import make_small_image, run_publish, sums_verify
 from test_signing import make_key, write_key
 
 from amp_image.build import dib
+from amp_image.image.records import AptIndex, parse_apt_indexes
 from amp_image.publish import provenance, signing
-from amp_image.publish.inventory import AptIndex, enabled_units, parse_apt_indexes
+from amp_image.publish.inventory import enabled_units
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"

@@ -7,7 +7,6 @@ offset loop device.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from amp_image.errors import AmpImageError
+from amp_image.image import qemuimg
 
 
 def run(cmd: list[str], **kw) -> str:
@@ -23,11 +23,6 @@ def run(cmd: list[str], **kw) -> str:
     if result.returncode != 0:
         raise AmpImageError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def image_format(image: Path) -> str:
-    info = json.loads(run(["qemu-img", "info", "--output=json", str(image)]))
-    return info["format"]
 
 
 def partitions(raw: Path) -> list[tuple[int, int, int]]:
@@ -49,7 +44,7 @@ def mounted_image(image: Path, workdir: Path | None = None) -> Iterator[Path]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="amp-image-fs.", dir=workdir)))
-        fmt = image_format(image)
+        fmt = qemuimg.image_format(image)
         raw = image
         if fmt != "raw":
             raw = tmp / "image.raw"

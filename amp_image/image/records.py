@@ -9,18 +9,53 @@ read-only mount of the image, or a booted amphora over SSH.
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-
-from amp_image.publish.inventory import VfDriver, key_values, parse_vf_drivers
 
 RECORD_DIR = "/etc/amp-image"
 SSHD_RECORD = f"{RECORD_DIR}/sshd"
 VF_DRIVERS_RECORD = f"{RECORD_DIR}/vf-drivers"
 FIREWALL_RECORD = f"{RECORD_DIR}/firewall"
 AGENT_RECORD = f"{RECORD_DIR}/amphora-agent"
+
+
+@dataclass(frozen=True)
+class VfDriver:
+    module: str
+    kernel: str
+    path: str
+
+
+@dataclass(frozen=True)
+class AptIndex:
+    """A Release file apt fetched during the build: where from, and the date in it."""
+
+    list_name: str     # apt's file name for it, minus _InRelease/_Release
+    date: str          # its Date: field, as the archive wrote it
+
+    @property
+    def location(self) -> str:
+        """deb.debian.org_debian_dists_trixie -> deb.debian.org/debian/dists/trixie
+        (apt writes '/' as '_' and a literal '_' as %5f)."""
+        return self.list_name.replace("_", "/").replace("%5f", "_")
+
+    @property
+    def suite(self) -> str:
+        return self.location.partition("/dists/")[2]
+
+    @property
+    def date_iso(self) -> str | None:
+        try:
+            when = email.utils.parsedate_to_datetime(self.date)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -39,10 +74,44 @@ class ImageRecord:
     # for an image older than this record, which has sshd.
     sshd: str = ""
     packages: dict[str, str] = field(default_factory=dict)
+    # apt's package indexes at build time (apt-indexes).
+    apt_indexes: list[AptIndex] = field(default_factory=list)
 
     @property
     def has_sshd(self) -> bool:
         return self.sshd != "absent"
+
+
+def key_values(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (os-release, amp-image records); quotes around values dropped."""
+    pairs = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith("#"):
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            pairs[key.strip()] = value
+    return pairs
+
+
+def parse_vf_drivers(text: str) -> list[VfDriver]:
+    drivers = []
+    for line in text.splitlines():
+        words = line.split()
+        if words:
+            drivers.append(VfDriver(*words[:3], *[""] * (3 - len(words[:3]))))
+    return drivers
+
+
+def parse_apt_indexes(text: str) -> list[AptIndex]:
+    """amphora-base's record: ``LIST_NAME DATE`` per line."""
+    indexes = []
+    for line in text.splitlines():
+        name, _, date = line.strip().partition(" ")
+        if name:
+            indexes.append(AptIndex(name, date.strip()))
+    return indexes
 
 
 def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
@@ -60,6 +129,7 @@ def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
         sriov=vf_text is not None,
         firewall=key_values(text("firewall")).get("AMP_FIREWALL", ""),
         sshd=key_values(text("sshd")).get("AMP_SSHD", ""),
+        apt_indexes=parse_apt_indexes(text("apt-indexes")),
     )
 
 
@@ -78,6 +148,21 @@ def _dpkg_manifest(manifests: Path) -> dict[str, str]:
     return {}
 
 
+def read_root_record(root: Path) -> ImageRecord:
+    """The record in an image's root file system (a mount, or an unpacked tree)."""
+    return parse_record(_dir_reader(root / RECORD_DIR.lstrip("/")))
+
+
+def recorded_build_time(root: Path) -> datetime | None:
+    """When the image was finalised: amphora-base writes the record's last files then."""
+    record_dir = root / RECORD_DIR.lstrip("/")
+    files = [p for p in record_dir.glob("*") if p.is_file()]
+    if not files:
+        return None
+    newest = max(p.stat().st_mtime for p in files)
+    return datetime.fromtimestamp(int(newest), UTC)
+
+
 def read_record(manifests_dir: Path | None) -> ImageRecord:
     """The record in DIB's manifests (``NAME.d``, beside the image)."""
     if manifests_dir is None:
@@ -88,9 +173,13 @@ def read_record(manifests_dir: Path | None) -> ImageRecord:
     return record
 
 
-def _manifests_beside(image: Path) -> Path:
-    from amp_image.publish.publisher import image_stem
+def image_stem(image: Path) -> str:
+    """amphora-x64-haproxy.qcow2 -> amphora-x64-haproxy (DIB's NAME)."""
+    return image.name.rsplit(".", 1)[0] if "." in image.name else image.name
 
+
+def manifests_beside(image: Path) -> Path:
+    """DIB leaves NAME.d (with dib-manifests/ in it) beside NAME.FORMAT."""
     return image.with_name(image_stem(image) + ".d")
 
 
@@ -100,13 +189,13 @@ def read_image_record(image: Path) -> ImageRecord:
     From DIB's copy beside the image (NAME.d) when it is there, else from the
     image's own /etc/amp-image (a read-only mount: needs root).
     """
-    manifests = _manifests_beside(image)
+    manifests = manifests_beside(image)
     if (manifests / "dib-manifests" / "amp-image").is_dir():
         return read_record(manifests)
     from amp_image.image.imagefs import mounted_image
 
     with mounted_image(image) as root:
-        return parse_record(_dir_reader(root / RECORD_DIR.lstrip("/")))
+        return read_root_record(root)
 
 
 def recorded_agent_version(image: Path) -> str:
@@ -117,10 +206,9 @@ def recorded_agent_version(image: Path) -> str:
     """
     from amp_image.image.imagefs import mounted_image
 
-    record = read_record(_manifests_beside(image))
+    record = read_record(manifests_beside(image))
     version = record.agent.get("AMPHORA_AGENT_VERSION", "")
     if not version:
         with mounted_image(image) as root:
-            version = parse_record(_dir_reader(root / RECORD_DIR.lstrip("/"))).agent.get(
-                "AMPHORA_AGENT_VERSION", "")
+            version = read_root_record(root).agent.get("AMPHORA_AGENT_VERSION", "")
     return version

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from amp_image.errors import AmpImageError
-from amp_image.image import imagefs
+from amp_image.image import imagefs, qemuimg
 
 WATCHED = ("haproxy", "keepalived")
 
@@ -146,11 +146,7 @@ def side_from_manifest(manifest: dict, path: str) -> Side:
 
 def side_from_image(image: Path, label: str) -> Side:
     from amp_image.publish.inventory import read_inventory
-    from amp_image.publish.publisher import (
-        default_manifests,
-        sha256_file,
-        virtual_size,
-    )
+    from amp_image.publish.publisher import default_manifests, sha256_file
 
     if os.geteuid() != 0:
         raise DiffError(f"{label} is an image: reading it needs a read-only loop mount, "
@@ -170,7 +166,7 @@ def side_from_image(image: Path, label: str) -> Side:
     agent = inventory.agent
     return Side(
         path=label, kind="image", image_file=image.name, sha256=sha256_file(image),
-        size=image.stat().st_size, virtual_size=virtual_size(image), build_date=built,
+        size=image.stat().st_size, virtual_size=qemuimg.virtual_size(image), build_date=built,
         os=inventory.os_release.get("PRETTY_NAME", ""), kernels=inventory.kernels,
         agent={"version": agent.get("AMPHORA_AGENT_VERSION", ""),
                "source_type": agent.get("AMPHORA_AGENT_SOURCE_TYPE", ""),
@@ -222,7 +218,7 @@ def read_side(path: Path) -> Side:
                             "folder amp-image published") from None
         return side_from_manifest(manifest, label)
     try:
-        fmt = imagefs.image_format(path)
+        fmt = qemuimg.image_format(path)
     except AmpImageError:
         raise DiffError(f"{label} is neither an image (qemu-img cannot read it) nor a "
                         "published folder") from None

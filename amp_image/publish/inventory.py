@@ -1,18 +1,26 @@
 """What an image contains, read offline from its mounted root file system.
 
 The image is the source of truth: its dpkg database, os-release, the agent's
-virtualenv, the record amp-image's elements leave in ``/etc/amp-image`` and
+virtualenv, the record amp-image's elements leave in ``/etc/amp-image`` (read by
+:mod:`amp_image.image.records`) and
 the copy of DIB's manifests that DIB keeps in ``/etc/dib-manifests``.
 """
 
 from __future__ import annotations
 
 import email.parser
-import email.utils
 import shlex
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+
+from amp_image.image.records import (
+    AptIndex,
+    VfDriver,
+    key_values,
+    read_root_record,
+    recorded_build_time,
+)
 
 AGENT_VENV = Path("opt/amphora-agent-venv")
 
@@ -42,41 +50,6 @@ class PythonDist:
     version: str
 
 
-@dataclass(frozen=True)
-class VfDriver:
-    module: str
-    kernel: str
-    path: str
-
-
-@dataclass(frozen=True)
-class AptIndex:
-    """A Release file apt fetched during the build: where from, and the date in it."""
-
-    list_name: str     # apt's file name for it, minus _InRelease/_Release
-    date: str          # its Date: field, as the archive wrote it
-
-    @property
-    def location(self) -> str:
-        """deb.debian.org_debian_dists_trixie -> deb.debian.org/debian/dists/trixie
-        (apt writes '/' as '_' and a literal '_' as %5f)."""
-        return self.list_name.replace("_", "/").replace("%5f", "_")
-
-    @property
-    def suite(self) -> str:
-        return self.location.partition("/dists/")[2]
-
-    @property
-    def date_iso(self) -> str | None:
-        try:
-            when = email.utils.parsedate_to_datetime(self.date)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass
 class ImageInventory:
     os_release: dict[str, str] = field(default_factory=dict)
@@ -94,19 +67,6 @@ class ImageInventory:
     enabled_units: list[str] = field(default_factory=list)
     # apt's package indexes at build time (/etc/amp-image/apt-indexes).
     apt_indexes: list[AptIndex] = field(default_factory=list)
-
-
-def key_values(text: str) -> dict[str, str]:
-    """KEY=VALUE lines (os-release, amp-image records); quotes around values dropped."""
-    pairs = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.lstrip().startswith("#"):
-            value = value.strip()
-            if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            pairs[key.strip()] = value
-    return pairs
 
 
 def _paragraphs(text: str) -> list[dict[str, str]]:
@@ -169,15 +129,6 @@ def elements_from_arguments(text: str) -> list[str]:
     return elements
 
 
-def parse_vf_drivers(text: str) -> list[VfDriver]:
-    drivers = []
-    for line in text.splitlines():
-        words = line.split()
-        if words:
-            drivers.append(VfDriver(*words[:3], *[""] * (3 - len(words[:3]))))
-    return drivers
-
-
 def python_dists(venv: Path) -> list[PythonDist]:
     """Distributions installed in a virtualenv, from their dist-info METADATA."""
     dists = set()
@@ -187,16 +138,6 @@ def python_dists(venv: Path) -> list[PythonDist]:
         if headers["Name"] and headers["Version"]:
             dists.add(PythonDist(headers["Name"], headers["Version"]))
     return sorted(dists, key=lambda d: (d.name.lower(), d.version))
-
-
-def parse_apt_indexes(text: str) -> list[AptIndex]:
-    """amphora-base's record: ``LIST_NAME DATE`` per line."""
-    indexes = []
-    for line in text.splitlines():
-        name, _, date = line.strip().partition(" ")
-        if name:
-            indexes.append(AptIndex(name, date.strip()))
-    return indexes
 
 
 def enabled_units(root: Path) -> list[str]:
@@ -210,22 +151,13 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
-def _build_time(record_dir: Path) -> datetime | None:
-    """amphora-base writes /etc/amp-image/kernels while finalising the image."""
-    files = [p for p in record_dir.glob("*") if p.is_file()]
-    if not files:
-        return None
-    newest = max(p.stat().st_mtime for p in files)
-    return datetime.fromtimestamp(int(newest), UTC)
-
-
 def read_inventory(root: Path, manifests: Path | None = None) -> ImageInventory:
     """Everything publishing needs from a mounted image root.
 
     ``manifests`` is DIB's ``NAME.d/dib-manifests`` beside the image; it is used
     only for what the image's own ``/etc/dib-manifests`` lacks.
     """
-    record = root / "etc/amp-image"
+    record = read_root_record(root)
     dib = root / "etc/dib-manifests"
     fallback = manifests if manifests and manifests.is_dir() else dib
     packages = parse_dpkg_status(_read(root / "var/lib/dpkg/status"))
@@ -236,16 +168,15 @@ def read_inventory(root: Path, manifests: Path | None = None) -> ImageInventory:
         architecture=native_architecture(packages),
         packages=packages,
         agent_python=python_dists(root / AGENT_VENV),
-        agent=key_values(_read(record / "amphora-agent")),
-        firewall=key_values(_read(record / "firewall")).get("AMP_FIREWALL", ""),
-        kernels=_read(record / "kernels").split() or
-        sorted(p.name for p in (root / "lib/modules").glob("*")),
-        vf_drivers=parse_vf_drivers(_read(record / "vf-drivers")),
+        agent=record.agent,
+        firewall=record.firewall,
+        kernels=record.kernels or sorted(p.name for p in (root / "lib/modules").glob("*")),
+        vf_drivers=record.vf_driver_files,
         elements=elements_from_arguments(arguments),
         dib_environment=parse_dib_environment(environment),
-        built=_build_time(record),
+        built=recorded_build_time(root),
         enabled_units=enabled_units(root),
-        apt_indexes=parse_apt_indexes(_read(record / "apt-indexes")),
+        apt_indexes=record.apt_indexes,
     )
 
 

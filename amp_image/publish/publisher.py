@@ -47,7 +47,8 @@ from pathlib import Path
 
 from amp_image.build import constraints
 from amp_image.errors import AmpImageError
-from amp_image.image import imagefs
+from amp_image.image import imagefs, qemuimg
+from amp_image.image.records import image_stem, manifests_beside
 from amp_image.publish import cloud, provenance, sbom, signing
 from amp_image.publish.inventory import ImageInventory, read_inventory
 from amp_image.publish.signing import Signer
@@ -102,14 +103,9 @@ def tool_version() -> str:
         return "unknown"
 
 
-def image_stem(image: Path) -> str:
-    """amphora-x64-haproxy.qcow2 -> amphora-x64-haproxy (DIB's NAME)."""
-    return image.name.rsplit(".", 1)[0] if "." in image.name else image.name
-
-
 def default_manifests(image: Path) -> Path:
     """DIB leaves NAME.d/dib-manifests beside NAME.FORMAT."""
-    return image.with_name(image_stem(image) + ".d") / "dib-manifests"
+    return manifests_beside(image) / "dib-manifests"
 
 
 def redact_environment(env: dict[str, str]) -> dict[str, str]:
@@ -326,16 +322,11 @@ def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool
     if os.geteuid() != 0:
         raise PublishError("publishing reads the image's file system through a loop mount, "
                            "which needs root; rerun as root")
-    fmt = imagefs.image_format(image)
+    fmt = qemuimg.image_format(image)
     if fmt not in DISK_FORMATS:
         raise PublishError(f"{image}: qemu-img sees format '{fmt}', which Glance images for "
                            f"Octavia do not use; publish one of {', '.join(DISK_FORMATS)}")
     return DISK_FORMATS[fmt]
-
-
-def virtual_size(image: Path) -> int:
-    info = json.loads(imagefs.run(["qemu-img", "info", "--output=json", str(image)]))
-    return int(info["virtual-size"])
 
 
 def swap_into_place(staging: Path, dest: Path, names: list[str]) -> None:
@@ -369,7 +360,7 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
     published = folder / image.name
     place_image(image, published, copy)
     sha256 = sha256_file(published)
-    vsize = virtual_size(published)
+    vsize = qemuimg.virtual_size(published)
     manifest = build_manifest(inventory, image_file=image.name, disk_format=disk_format,
                               size=published.stat().st_size, virtual_size=vsize, sha256=sha256)
     signature = None

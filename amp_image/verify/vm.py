@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image.errors import HostError
-from amp_image.image.imagefs import image_format
+from amp_image.image.qemuimg import image_format
 
 QEMU = "qemu-system-x86_64"
 # A guest printing one of these has left the firmware, the bootloader and the

@@ -1,0 +1,41 @@
+"""The package's shape (issue 14): build -> verify -> publish, with each shared concern
+defined in one place."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import amp_image
+
+PACKAGE = Path(amp_image.__file__).resolve().parent
+
+
+def _sources() -> dict[str, str]:
+    return {str(p.relative_to(PACKAGE)): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))
+            if "elements" not in p.relative_to(PACKAGE).parts}
+
+
+def test_the_tree_reads_build_verify_publish():
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert {"build", "image", "verify", "publish", "cli"} <= packages
+    flat = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert flat == ["__init__.py", "errors.py"]
+
+
+def test_qemu_img_info_in_one_place():
+    callers = [name for name, text in _sources().items()
+               if re.search(r'"qemu-img",\s*"info"', text)]
+    assert callers == ["image/qemuimg.py"]
+
+
+def test_the_bench_is_a_project_tool_not_a_module():
+    assert not list(PACKAGE.rglob("bench.py"))
+    assert (PACKAGE.parent / "scripts" / "bench.py").is_file()
+
+
+def test_records_are_read_by_records_only():
+    """The image's /etc/amp-image record has one reader (image/records.py)."""
+    readers = [name for name, text in _sources().items()
+               if re.search(r'"etc/amp-image|/ "amp-image"|"vf-drivers"|"apt-indexes"', text)]
+    assert readers == ["image/records.py"]
