@@ -14,12 +14,12 @@ Usage: diskimage-create.sh
             [-a **amd64** | armhf | arm64 | aarch64 | ppc64le ]
             [-b **haproxy** ]
             [-c **~/.cache/image-create** | <cache directory> ]
-            [-d **trixie**/**noble**/**9-stream** | <other release id> ]
+            [-d **trixie** | bookworm ]
             [-e]
             [-f]
             [-g **repository branch** | stable/2026.1 | ... ]
             [-h]
-            [-i **debian** | ubuntu-minimal | centos-minimal | rocky ]
+            [-i **debian** ]
             [-k <kernel package name> ]
             [-l <log file> ]
             [-m]
@@ -37,13 +37,15 @@ Usage: diskimage-create.sh
         '-a' is the architecture type for the image (default: amd64)
         '-b' is the backend type (default: haproxy)
         '-c' is the path to the cache directory (default: ~/.cache/image-create)
-        '-d' distribution release id (default: the base OS's default)
+        '-d' Debian release (default: trixie, or bookworm when the agent's
+             series does not support trixie's Python)
         '-e' enable complete mandatory access control (not available on Debian)
         '-f' disable tmpfs for build
         '-g' build the agent from this git branch of DIB_REPOLOCATION_amphora_agent
              (default: octavia from PyPI)
         '-h' display this help message
-        '-i' is the base OS (default: debian)
+        '-i' is the base OS: debian only (upstream's ubuntu, centos and rocky
+             are refused)
         '-k' is the kernel meta package name, for custom kernels
         '-l' is output logfile (default: none)
         '-m' enable vCPU pinning optimizations (default: disabled)
@@ -115,9 +117,9 @@ while getopts "a:b:c:d:efg:hi:k:l:mno:pr:s:t:vw:xy" opt; do
         i)
             AMP_BASEOS=$OPTARG
             case $AMP_BASEOS in
-                debian|ubuntu-minimal|centos-minimal|rocky) ;;
-                ubuntu|centos|fedora|rhel)
-                    error "Base OS $AMP_BASEOS is not supported by amp-image; use debian, ubuntu-minimal, centos-minimal or rocky." ;;
+                debian) ;;
+                ubuntu|ubuntu-minimal|centos|centos-minimal|rocky|fedora|rhel)
+                    error "Base OS $AMP_BASEOS is not supported: amp-image builds and tests Debian only (its elements are Debian's); use -i debian." ;;
                 *) error "Unsupported base OS $AMP_BASEOS specified." ;;
             esac
             ;;

@@ -38,34 +38,22 @@ class BaseOS:
     element: str
     default_release: str
     releases: tuple[str, ...]
-    # Only Debian builds are exercised on this project's CI hosts; the others
-    # resolve through pkg-map and are offered for operators' own hosts.
-    tested: bool
 
 
+# Debian only: it is what this project's hosts can build and test.  The
+# elements' dpkg/apt steps, ifupdown configuration and sshd drop-ins are
+# Debian's; the other bases were offered but never built (see REMOVED_BASE_OSES).
 BASE_OSES = {
-    "debian": BaseOS("debian", "debian-minimal", "trixie", ("trixie", "bookworm"), True),
-    "ubuntu-minimal": BaseOS("ubuntu-minimal", "ubuntu-minimal", "noble",
-                             ("noble", "jammy"), False),
-    "centos-minimal": BaseOS("centos-minimal", "centos-minimal", "9-stream",
-                             ("9-stream", "10-stream"), False),
-    "rocky": BaseOS("rocky", "rocky-container", "9", ("9",), False),
+    "debian": BaseOS("debian", "debian-minimal", "trixie", ("trixie", "bookworm")),
 }
+# Offered before, removed until they can be built and tested: the refusal names why.
+REMOVED_BASE_OSES = ("ubuntu-minimal", "centos-minimal", "rocky")
 
 # The python3 each release installs (the agent's venv is made with it).
 RELEASE_PYTHON: dict[tuple[str, str], constraints.PythonVersion] = {
     ("debian", "trixie"): (3, 13),
     ("debian", "bookworm"): (3, 11),
-    ("ubuntu-minimal", "noble"): (3, 12),
-    ("ubuntu-minimal", "jammy"): (3, 10),
-    ("centos-minimal", "9-stream"): (3, 9),
-    ("centos-minimal", "10-stream"): (3, 12),
-    ("rocky", "9"): (3, 9),
 }
-
-# Bases whose packages have Red Hat's names; the series' build packages are Debian's.
-RPM_BASES = ("centos-minimal", "rocky")
-RPM_PACKAGE_NAMES = {"libc6-dev": "glibc-devel", "python3-dev": "python3-devel"}
 
 # Upstream diskimage-create.sh accepts these names; DIB wants the Debian ones.
 ARCH_ALIASES = {
@@ -339,16 +327,7 @@ def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
     return tuple(dict.fromkeys(elements))
 
 
-def build_packages(base: BaseOS, series: constraints.Series | None) -> tuple[str, ...]:
-    """Packages the agent's pip install compiles with (removed again after it)."""
-    if series is None:
-        return ()
-    if base.name in RPM_BASES:
-        return tuple(RPM_PACKAGE_NAMES.get(p, p) for p in series.build_packages)
-    return series.build_packages
-
-
-def _agent_env(opts: BuildOptions, base: BaseOS, series: constraints.Series | None,
+def _agent_env(opts: BuildOptions, series: constraints.Series | None,
                constraints_file: Path) -> dict[str, str]:
     src = opts.agent_source
     env = {
@@ -356,19 +335,28 @@ def _agent_env(opts: BuildOptions, base: BaseOS, series: constraints.Series | No
         "DIB_AMP_AGENT_VERSION": opts.agent_version if src.kind in ("pypi", "wheelhouse") else "",
         "DIB_AMP_AGENT_CONSTRAINTS": str(constraints_file),
     }
-    # A wheelhouse brings its wheels; the other sources resolve the constraints' pins.
-    packages = build_packages(base, series) if src.kind != "wheelhouse" else ()
-    if packages:
-        env["DIB_AMP_AGENT_BUILD_PACKAGES"] = " ".join(packages)
-    if src.kind != "pypi":
+    # A wheelhouse brings its wheels; the other sources resolve the constraints' pins,
+    # some of them without wheels: the element installs a compiler, build-only
+    # (amphora-agent/package-installs.yaml names series.build_packages).
+    if series is not None and series.build_packages and src.kind != "wheelhouse":
+        env["DIB_AMP_AGENT_COMPILE"] = "1"
+    if src.kind == "git":
+        # Upstream's variables: DIB's source-repositories fetches the repository.
+        env["DIB_REPOLOCATION_amphora_agent"] = src.location
+        if src.ref:
+            env["DIB_REPOREF_amphora_agent"] = src.ref
+    elif src.kind != "pypi":
         env["DIB_AMP_AGENT_SOURCE"] = src.location
-    if src.ref:
-        env["DIB_AMP_AGENT_REF"] = src.ref
     return env
 
 
 def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> BuildPlan:
     """Resolve options into the elements, environment and DIB arguments of one build."""
+    if opts.base_os in REMOVED_BASE_OSES:
+        raise PlanError(
+            f"base OS '{opts.base_os}' is not supported: amp-image builds and tests Debian "
+            "only (its elements are Debian's); use --base-os debian"
+        )
     try:
         base = BASE_OSES[opts.base_os]
     except KeyError:
@@ -403,7 +391,7 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] = "1"
         env["DIB_DISTRIBUTION_MIRROR"] = host.distribution_mirror
         env["DIB_DEBIAN_SECURITY_MIRROR"] = security_mirror_for(host.distribution_mirror)
-    env.update(_agent_env(opts, base, series, constraints_file))
+    env.update(_agent_env(opts, series, constraints_file))
     if opts.sriov:
         env["DIB_AMP_VF_DRIVERS"] = " ".join(opts.vf_drivers)
     if host.ca_bundle:
