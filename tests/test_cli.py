@@ -121,3 +121,16 @@ def test_one_fail_for_every_command():
     defined = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
                if "\ndef fail(" in p.read_text()]
     assert defined == ["cli/common.py"]
+
+
+def test_version_names_the_commit():
+    """From this checkout: its HEAD; from neither a checkout nor a built wheel: unknown."""
+    from amp_image import version
+
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith(f"amp-image {version.version()} (commit {head}")
+    assert version.Source("0.1.0").describe() == "amp-image 0.1.0 (commit unknown)"
+    assert version.source().commit_from == "git checkout"

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pycdlib
@@ -80,6 +81,45 @@ def test_agent_conf_names_the_amphora():
     assert "bind_port = 9443" in conf
     assert f"agent_server_ca = {configdrive.CLIENT_CA}" in conf
     assert f"base_cert_dir = {configdrive.BASE_CERT_DIR}" in conf
+
+
+def test_agent_conf_renders_octavias_template():
+    """The package's Jinja2 template (Octavia's amphora_agent_conf.template), every line."""
+    conf = configdrive.agent_conf("a-2", ["192.0.2.1:5555", "192.0.2.2:5555"],
+                                  topology="ACTIVE_STANDBY")
+    assert conf == textwrap.dedent("""\
+    [DEFAULT]
+    debug = False
+    use_syslog = True
+    syslog_log_facility = LOG_LOCAL1
+
+    [haproxy_amphora]
+    base_cert_dir = /var/lib/octavia/certs
+    base_path = /var/lib/octavia
+    bind_host = ::
+    bind_port = 9443
+    haproxy_cmd = /usr/sbin/haproxy
+    respawn_count = 2
+    respawn_interval = 2
+    user_log_facility = 0
+    administrative_log_facility = 1
+
+    [health_manager]
+    controller_ip_port_list = 192.0.2.1:5555, 192.0.2.2:5555
+    heartbeat_interval = 10
+    heartbeat_key = amp-image-test
+
+    [amphora_agent]
+    agent_server_ca = /etc/octavia/certs/client_ca.pem
+    agent_server_cert = /etc/octavia/certs/server.pem
+    agent_request_read_timeout = 180
+    amphora_id = a-2
+    amphora_udp_driver = keepalived_lvs
+    agent_tls_protocol = TLSv1.2
+
+    [controller_worker]
+    loadbalancer_topology = ACTIVE_STANDBY
+    """)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")

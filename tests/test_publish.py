@@ -20,6 +20,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from helpers import no_cloud_env
 
+from amp_image import version
 from amp_image.cli import main
 from amp_image.image import imagefs, qemuimg
 from amp_image.publish import publisher, sbom
@@ -159,7 +160,7 @@ def test_manifest_describes_the_image(published, built_image):
     assert image["size"] == built_image.stat().st_size
     assert image["sha256"] == publisher.sha256_file(published / built_image.name)
     assert image["disk_format"] == qemuimg.image_format(built_image)
-    assert manifest["tool"] == {"name": "amp-image", "version": publisher.tool_version()}
+    assert manifest["tool"] == {"name": "amp-image", "version": version.version()}
     assert manifest["os"]["distro"] == "debian"
     assert manifest["os"]["release"] in ("trixie", "bookworm")
     assert manifest["architecture"] == "amd64"

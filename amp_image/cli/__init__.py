@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import click
 
+from amp_image import version
 from amp_image.cli import build, certs, diff, openstack_config, publish, test
 
 
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version.source().describe())
+        ctx.exit()
+
+
 @click.group()
-@click.version_option(package_name="amp-image")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version,
+              help="Show the version and the git commit amp-image was built from, and exit.")
 def main() -> None:
     """Build, boot-test and publish SR-IOV ready OpenStack Octavia amphora images."""
 

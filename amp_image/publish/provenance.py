@@ -30,10 +30,9 @@ import importlib.metadata
 import json
 import logging
 import re
-import subprocess
 from pathlib import Path
 
-from amp_image import PACKAGE_DIR
+from amp_image import version
 from amp_image.build import dib
 from amp_image.publish.inventory import ImageInventory
 
@@ -144,41 +143,16 @@ def element_descriptors(requested: list[str], architecture: str) -> list[dict]:
     return descriptors
 
 
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
-                                text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 def amp_image_source() -> dict:
-    """amp-image's version and commit: its git checkout, else pip's record of a git
-    install (direct_url.json), else the version alone."""
-    from amp_image.publish.publisher import tool_version
-
-    version = tool_version()
-    repo = PACKAGE_DIR.parent
-    commit = _git(repo, "rev-parse", "HEAD") if (repo / ".git").exists() else None
-    if commit:
-        status = _git(repo, "status", "--porcelain", "--untracked-files=no")
-        return {"name": "amp-image", "uri": f"git+file://{repo}@{commit}",
-                "digest": {"gitCommit": commit},
-                "annotations": {"version": version, "commit_from": "git checkout",
-                                "uncommitted_changes": bool(status)}}
-    try:
-        direct = json.loads(importlib.metadata.distribution("amp-image")
-                            .read_text("direct_url.json") or "{}")
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        direct = {}
-    commit = direct.get("vcs_info", {}).get("commit_id")
-    if commit:
-        return {"name": "amp-image", "uri": f"git+{direct.get('url', '')}@{commit}",
-                "digest": {"gitCommit": commit},
-                "annotations": {"version": version, "commit_from": "package metadata"}}
-    return {"name": "amp-image", "uri": f"pkg:pypi/amp-image@{version}",
-            "annotations": {"version": version, "commit_from": None}}
+    """amp-image's version and commit (amp_image.version.source) as a resolved dependency."""
+    src = version.source()
+    item: dict = {"name": "amp-image", "uri": src.uri}
+    if src.commit:
+        item["digest"] = {"gitCommit": src.commit}
+    item["annotations"] = {"version": src.version, "commit_from": src.commit_from}
+    if src.uncommitted_changes is not None:
+        item["annotations"]["uncommitted_changes"] = src.uncommitted_changes
+    return item
 
 
 def dib_version(build_log: Path | None) -> tuple[str, str]:
@@ -271,8 +245,6 @@ def build_statement(inventory: ImageInventory, *, image_name: str, sha256: str,
                     constraints: dict, environment: dict[str, str],
                     build_log: Path | None = None) -> dict:
     """The in-toto statement for the image (see the module docstring)."""
-    from amp_image.publish.publisher import tool_version
-
     dib_ver, dib_from = dib_version(build_log)
     osr = inventory.os_release
     external = {
@@ -311,7 +283,7 @@ def build_statement(inventory: ImageInventory, *, image_name: str, sha256: str,
             },
             "runDetails": {
                 "builder": {"id": BUILDER_ID,
-                            "version": {"amp-image": tool_version(),
+                            "version": {"amp-image": version.version(),
                                         "diskimage-builder": dib_ver}},
                 "metadata": metadata,
             },

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -45,6 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from amp_image import version
 from amp_image.build import constraints
 from amp_image.errors import AmpImageError
 from amp_image.image import imagefs, qemuimg
@@ -96,13 +96,6 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def tool_version() -> str:
-    try:
-        return importlib.metadata.version("amp-image")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def default_manifests(image: Path) -> Path:
     """DIB leaves NAME.d/dib-manifests beside NAME.FORMAT."""
     return manifests_beside(image) / "dib-manifests"
@@ -145,7 +138,7 @@ def build_manifest(inventory: ImageInventory, *, image_file: str, disk_format: s
     env = inventory.dib_environment
     return {
         "schema": MANIFEST_SCHEMA,
-        "tool": {"name": "amp-image", "version": tool_version()},
+        "tool": {"name": "amp-image", "version": version.version()},
         "image": {"file": image_file, "disk_format": disk_format, "size": size,
                   "virtual_size": virtual_size, "sha256": sha256},
         "build_date": inventory.built.isoformat().replace("+00:00", "Z")
@@ -385,7 +378,7 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
     statement_text = provenance.statement_bytes(statement)
     built = inventory.built or datetime.fromtimestamp(int(image.stat().st_mtime), UTC)
     sbom_text = sbom.sbom_json(inventory, image_name=image_stem(image), image_sha256=sha256,
-                               tool_version=tool_version(), timestamp=built)
+                               tool_version=version.version(), timestamp=built)
     write_json(folder / (prefix + MANIFEST_FILE), manifest)
     (folder / (prefix + sbom.SBOM_FILE)).write_text(sbom_text)
     write_json(folder / (prefix + GLANCE_FILE), glance)

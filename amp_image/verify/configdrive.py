@@ -10,10 +10,14 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pycdlib
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from amp_image import PACKAGE_DIR
 
 AGENT_CONF = "/etc/octavia/amphora-agent.conf"
 SERVER_PEM = "/etc/octavia/certs/server.pem"
@@ -22,41 +26,38 @@ RSYSLOG_CONF = "/etc/rsyslog.d/10-rsyslog.conf"
 BASE_CERT_DIR = "/var/lib/octavia/certs"
 
 
-def agent_conf(amphora_id: str, controller: str, topology: str = "SINGLE") -> str:
-    """amphora-agent.conf as the controller renders it."""
-    return textwrap.dedent(f"""\
-        [DEFAULT]
-        debug = False
-        use_syslog = True
-        syslog_log_facility = LOG_LOCAL1
+TEMPLATES = Environment(loader=FileSystemLoader(PACKAGE_DIR / "templates"),
+                        undefined=StrictUndefined, keep_trailing_newline=True,
+                        autoescape=False)
 
-        [haproxy_amphora]
-        base_cert_dir = {BASE_CERT_DIR}
-        base_path = /var/lib/octavia
-        bind_host = ::
-        bind_port = 9443
-        haproxy_cmd = /usr/sbin/haproxy
-        respawn_count = 2
-        respawn_interval = 2
-        user_log_facility = 0
-        administrative_log_facility = 1
 
-        [health_manager]
-        controller_ip_port_list = {controller}
-        heartbeat_interval = 10
-        heartbeat_key = amp-image-test
-
-        [amphora_agent]
-        agent_server_ca = {CLIENT_CA}
-        agent_server_cert = {SERVER_PEM}
-        agent_request_read_timeout = 180
-        amphora_id = {amphora_id}
-        amphora_udp_driver = keepalived_lvs
-        agent_tls_protocol = TLSv1.2
-
-        [controller_worker]
-        loadbalancer_topology = {topology}
-        """)
+def agent_conf(amphora_id: str, controller: str | Sequence[str],
+               topology: str = "SINGLE") -> str:
+    """amphora-agent.conf as the controller renders it (from Octavia's template)."""
+    controllers = [controller] if isinstance(controller, str) else list(controller)
+    return TEMPLATES.get_template("amphora_agent_conf.template").render(
+        debug=False,
+        administrative_log_facility=1,
+        user_log_facility=0,
+        base_cert_dir=BASE_CERT_DIR,
+        base_path="/var/lib/octavia",
+        bind_host="::",
+        bind_port=9443,
+        haproxy_cmd="/usr/sbin/haproxy",
+        respawn_count=2,
+        respawn_interval=2,
+        controller_list=controllers,
+        heartbeat_interval=10,
+        heartbeat_key="amp-image-test",
+        agent_server_ca=CLIENT_CA,
+        agent_server_cert=SERVER_PEM,
+        agent_server_network_dir="",
+        agent_request_read_timeout=180,
+        amphora_id=amphora_id,
+        amphora_udp_driver="keepalived_lvs",
+        agent_tls_protocol="TLSv1.2",
+        topology=topology,
+    )
 
 
 RSYSLOG = textwrap.dedent("""\
