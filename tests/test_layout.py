@@ -21,7 +21,7 @@ def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert {"build", "image", "verify", "publish", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert flat == ["__init__.py", "errors.py", "version.py"]
+    assert flat == ["__init__.py", "errors.py", "poll.py", "version.py"]
 
 
 def test_qemu_img_info_in_one_place():
@@ -59,3 +59,10 @@ def test_every_runtime_dependency_is_used():
     code = "\n".join(_sources().values())
     unused = [n for n in names if not re.search(IMPORTED_AS[n], code)]
     assert unused == []
+
+
+def test_one_polling_loop():
+    """Deadlines are amp_image.poll's business: no module keeps its own."""
+    keeping = [name for name, text in _sources().items()
+               if re.search(r"monotonic\(\) \+|while time\.monotonic\(\)", text)]
+    assert keeping == []

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from amp_image.errors import AmpImageError, HostError
+from amp_image.poll import PollTimeout, poll_until
 
 WORK_DIR_LOCK = ".amp-image.lock"
 PACKAGE_CACHE_LOCK = ".amp-image-packages.lock"
@@ -103,15 +103,17 @@ def holder(path: Path, tries: int = 20) -> str:
     A new holder writes its PID just after taking the lock; until then the
     file may hold nothing, or its dead predecessor's PID: read again shortly.
     """
-    for _ in range(tries):
+    def read() -> str:
         try:
-            text = path.read_text().strip()
+            return path.read_text().strip()
         except OSError:
-            text = ""
-        if text.isdigit() and _alive(int(text)):
-            return text
-        time.sleep(0.05)
-    return "unknown"
+            return ""
+
+    try:
+        return poll_until(read, timeout=tries * 0.05, interval=0.05,
+                          until=lambda text: text.isdigit() and _alive(int(text)))
+    except PollTimeout:
+        return "unknown"
 
 
 def try_acquire(path: Path) -> Lock | None:

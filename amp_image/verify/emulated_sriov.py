@@ -17,9 +17,9 @@ from __future__ import annotations
 import base64
 import socket
 import textwrap
-import time
 from dataclasses import dataclass, field
 
+from amp_image.poll import PollTimeout, poll_until
 from amp_image.verify.vm import Nic, free_port
 
 NETWORK = "10.0.3.0/24"
@@ -165,9 +165,8 @@ def http_status(host_port: int, timeout: float = 8.0) -> int | None:
 
 def wait_status(host_port: int, expected: int | None, timeout: float = 60) -> int | None:
     """Poll until the port gives the expected answer (listeners take a moment to bind)."""
-    deadline = time.monotonic() + timeout
-    status = http_status(host_port)
-    while status != expected and time.monotonic() < deadline:
-        time.sleep(2)
-        status = http_status(host_port)
-    return status
+    try:
+        return poll_until(lambda: http_status(host_port), timeout=timeout, interval=2,
+                          until=lambda status: status == expected)
+    except PollTimeout as late:
+        return late.last

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from amp_image.errors import HostError
 from amp_image.image.qemuimg import image_format
+from amp_image.poll import PollTimeout, poll_until
 
 QEMU = "qemu-system-x86_64"
 # A guest printing one of these has left the firmware, the bootloader and the
@@ -184,15 +185,18 @@ class Machine:
     def wait_for(self, ready: Callable[[], bool], timeout: float, what: str,
                  interval: float = 1.0) -> float:
         """Poll until ready(); return seconds since QEMU started.  Raise on timeout or death."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive_and_ready() -> bool:
             if not self.alive():
                 raise TimeoutError(f"QEMU exited while waiting for {what}: "
                                    f"{self.qemu_output().strip()[-300:]}")
-            if ready():
-                return self.elapsed()
-            time.sleep(interval)
-        raise TimeoutError(f"no {what} after {timeout:.0f} s; serial log {self.serial_log}")
+            return ready()
+
+        try:
+            poll_until(alive_and_ready, timeout=timeout, interval=interval)
+        except PollTimeout:
+            raise TimeoutError(f"no {what} after {timeout:.0f} s; serial log "
+                               f"{self.serial_log}") from None
+        return self.elapsed()
 
     def ssh_banner(self) -> bool:
         try:

@@ -22,6 +22,7 @@ from amp_image.image.records import (
     SSHD_RECORD,
     VF_DRIVERS_RECORD,
 )
+from amp_image.poll import PollTimeout, poll_until
 
 # The firewall's package (nftables or iptables) follows the record: see
 # test_firewall_package_as_recorded.
@@ -151,12 +152,12 @@ def test_rsyslog_octavia_socket_delivers(amphora_host):
     assert amphora_host.file("/run/rsyslog/octavia/log").is_socket
     marker = f"amp-image-check-{time.time_ns()}"
     amphora_host.run_expect([0], f"logger -u /run/rsyslog/octavia/log -p local1.info {marker}")
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if amphora_host.run(f"grep -q {marker} /var/log/octavia-amphora.log").rc == 0:
-            return
-        time.sleep(1)
-    pytest.fail("message sent to the octavia socket never reached /var/log/octavia-amphora.log")
+    try:
+        poll_until(lambda: amphora_host.run(
+            f"grep -q {marker} /var/log/octavia-amphora.log").rc == 0, timeout=15)
+    except PollTimeout:
+        pytest.fail("message sent to the octavia socket never reached "
+                    "/var/log/octavia-amphora.log")
 
 
 def test_hostname_from_metadata(amphora_host, amphora):
@@ -190,13 +191,11 @@ def test_sshd_as_recorded(amphora, amphora_record):
             "but nothing answers SSH"
         return
     # The agent answers, so boot is over; give a would-be sshd time to start anyway.
-    deadline = time.monotonic() + NO_SSHD_WATCH_S
-    while True:
-        assert not amphora.machine.ssh_banner(), \
-            f"{SSHD_RECORD} records AMP_SSHD=absent, but an SSH server answers"
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(2)
+    try:
+        poll_until(amphora.machine.ssh_banner, timeout=NO_SSHD_WATCH_S, interval=2)
+    except PollTimeout:
+        return  # no SSH server answered all along
+    pytest.fail(f"{SSHD_RECORD} records AMP_SSHD=absent, but an SSH server answers")
 
 
 # --- SR-IOV readiness -----------------------------------------------------------------

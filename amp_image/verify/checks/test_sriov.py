@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from amp_image.poll import PollTimeout, poll_until
 from amp_image.verify import emulated_sriov
 
 NS = "ip netns exec amphora-haproxy"
@@ -61,15 +62,12 @@ def test_hot_plugged_vfs_get_their_driver_by_themselves(vm, amphora_host):
     amphora_host.run("modprobe -r igbvf")
     assert not amphora_host.file("/sys/module/igbvf").exists
     amphora_host.run_expect([0], f"ip link set {pf} up && echo 2 > {dev}/sriov_numvfs")
-    deadline = time.monotonic() + 30
-    drivers = []
-    while time.monotonic() < deadline:
-        drivers = amphora_host.check_output(
+    try:
+        drivers = poll_until(lambda: amphora_host.check_output(
             f"for v in {dev}/virtfn*; do basename $(readlink -f $v/driver) 2>/dev/null; "
-            "done || true").split()
-        if drivers == ["igbvf", "igbvf"]:
-            break
-        time.sleep(1)
+            "done || true").split(), timeout=30, until=lambda d: d == ["igbvf", "igbvf"])
+    except PollTimeout as late:
+        drivers = late.last
     assert drivers == ["igbvf", "igbvf"]
     # Now as a host hands them out: fixed MACs, set before the VF driver binds.
     amphora_host.run_expect([0], f"echo 0 > {dev}/sriov_numvfs")
@@ -175,18 +173,20 @@ def test_agent_keeps_serving_after_bad_input(vm, amphora_host, ports):
 def test_reboot_restores_rules_before_traffic(vm, amphora_host, ports):
     old_boot = amphora_host.file("/proc/sys/kernel/random/boot_id").content_string
     amphora_host.run("systemctl reboot")
-    deadline = time.monotonic() + 600
-    new_boot = old_boot
-    while time.monotonic() < deadline:
-        time.sleep(5)
-        try:
-            host = vm.testinfra_host(fresh=True)
-            new_boot = host.file("/proc/sys/kernel/random/boot_id").content_string
-        except Exception:  # noqa: BLE001  (sshd not back yet)
-            continue
-        if new_boot != old_boot:
-            break
-    assert new_boot != old_boot, "the amphora did not come back from the reboot"
+
+    def back_from_the_reboot():
+        host = vm.testinfra_host(fresh=True)
+        new_boot = host.file("/proc/sys/kernel/random/boot_id").content_string
+        return host if new_boot != old_boot else None
+
+    time.sleep(5)
+    try:
+        # Any error: sshd is not back yet.
+        host = poll_until(back_from_the_reboot, timeout=600, interval=5,
+                          retry_on=(Exception,))
+    except PollTimeout:
+        host = None
+    assert host is not None, "the amphora did not come back from the reboot"
     # sshd is up before the boot is: wait for systemd to finish starting units.
     state = host.run("timeout 300 systemctl is-system-running --wait").stdout.strip()
     diagnostics = host.run(

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 
 from octavia.amphorae.backends.health_daemon import status_message
 from octavia.common import exceptions as octavia_exceptions
+
+from amp_image.poll import PollTimeout, poll_until
 
 CONTROLLER_IN_GUEST = "10.0.2.2"
 
@@ -71,18 +72,20 @@ class HeartbeatReceiver:
 
     def wait_for(self, predicate, timeout: float, what: str) -> dict:
         """The first heartbeat received from now on that satisfies predicate."""
-        deadline = time.monotonic() + timeout
         seen = self.count()
-        while time.monotonic() < deadline:
+
+        def first_fresh_match() -> dict | None:
+            nonlocal seen
             with self._lock:
                 fresh = self.messages[seen:]
                 seen = len(self.messages)
-            for message in fresh:
-                if predicate(message):
-                    return message
-            time.sleep(0.5)
-        raise AssertionError(f"no heartbeat with {what} within {timeout:.0f} s; "
-                             f"latest: {self.latest()}")
+            return next((m for m in fresh if predicate(m)), None)
+
+        try:
+            return poll_until(first_fresh_match, timeout=timeout, interval=0.5)
+        except PollTimeout:
+            raise AssertionError(f"no heartbeat with {what} within {timeout:.0f} s; "
+                                 f"latest: {self.latest()}") from None
 
 
 def member_status(message: dict, pool_id: str, member_id: str) -> str | None:

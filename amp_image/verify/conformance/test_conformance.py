@@ -27,6 +27,7 @@ from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
 from octavia_lib.common import constants as lib_consts
 
+from amp_image.poll import PollTimeout, poll_until
 from amp_image.verify.certcheck import check_client, parse_python_version
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller, network
@@ -116,17 +117,13 @@ def members_answering(port: int, tries: int = 6, **kw) -> set[str]:
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, AssertionError, ValueError, IndexError) as exc:
-            last = exc  # not there yet (no answer, an error page, a cut reply): poll on
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+    try:
+        # Not there yet: no answer, an error page, a cut reply: poll on.
+        return poll_until(check, timeout=timeout, interval=interval,
+                          retry_on=(OSError, AssertionError, ValueError, IndexError))
+    except PollTimeout as late:
+        raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {late.last!r})") \
+            from None
 
 
 def peer_certificate(port: int, server_name: str | None = None) -> bytes:
