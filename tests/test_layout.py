@@ -66,3 +66,13 @@ def test_one_polling_loop():
     keeping = [name for name, text in _sources().items()
                if re.search(r"monotonic\(\) \+|while time\.monotonic\(\)", text)]
     assert keeping == []
+
+
+def test_the_vf_driver_default_is_written_once():
+    """In the sriov-vf-drivers element (its environment.d default); the plan reads it."""
+    from amp_image.build import plan
+
+    listing = [name for name, text in _sources().items() if re.search(r"['\"]ixgbevf['\"]", text)]
+    assert listing == []
+    assert "ixgbevf" in plan.DEFAULT_VF_DRIVERS and "iavf" in plan.DEFAULT_VF_DRIVERS
+    assert plan.element_vf_drivers(plan.VF_DRIVERS_ENVIRONMENT) == plan.DEFAULT_VF_DRIVERS

@@ -1,6 +1,7 @@
 """The build plan: a pure function from build options to DIB elements and environment.
 
-Nothing here touches the file system, the network or the environment: the CLI
+Nothing here touches the file system, the network or the environment (beyond
+reading the VF driver default from its element once, at import): the CLI
 resolves paths and probes the host first (``host.py``), then hands plain values
 to :func:`make_plan`.  That keeps the plan easy to test and to print
 (``--dry-run``).
@@ -12,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amp_image import PACKAGE_DIR
 from amp_image.build import constraints
 from amp_image.errors import PlanError
 
@@ -19,10 +21,21 @@ DEFAULT_OUTPUT = "amphora-x64-haproxy.qcow2"
 DEFAULT_AGENT_VERSION = constraints.DEFAULT_AGENT_VERSION
 DEFAULT_SIZE_GB = 2
 # Kernel modules for SR-IOV Virtual Functions and the PFs operators pass
-# through; checked against the image's kernel at build time.
-DEFAULT_VF_DRIVERS = (
-    "iavf", "ixgbevf", "igbvf", "mlx5_core", "mlx4_core", "bnxt_en", "qede", "ice", "i40e",
-)
+# through; checked against the image's kernel at build time.  Written once, as
+# the sriov-vf-drivers element's default (what a plain DIB build uses too).
+VF_DRIVERS_ENVIRONMENT = (PACKAGE_DIR / "elements" / "sriov-vf-drivers" / "environment.d"
+                          / "10-sriov-vf-drivers.bash")
+
+
+def element_vf_drivers(environment: Path = VF_DRIVERS_ENVIRONMENT) -> tuple[str, ...]:
+    """The element's default DIB_AMP_VF_DRIVERS (``${DIB_AMP_VF_DRIVERS:-"..."}``)."""
+    match = re.search(r'DIB_AMP_VF_DRIVERS:-"([^"]*)"', environment.read_text())
+    if not match or not match.group(1).split():
+        raise RuntimeError(f"{environment}: no default DIB_AMP_VF_DRIVERS")
+    return tuple(match.group(1).split())
+
+
+DEFAULT_VF_DRIVERS = element_vf_drivers()
 
 IMAGE_FORMATS = ("qcow2", "raw", "tar", "vhd")
 # Under the work dir; see root_password_hash.
