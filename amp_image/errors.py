@@ -15,3 +15,7 @@ class HostError(AmpImageError):
 
 class BuildError(AmpImageError):
     """disk-image-create failed."""
+
+
+class PublishError(AmpImageError):
+    """The image cannot be published as asked."""

@@ -22,14 +22,19 @@ from helpers import no_cloud_env
 
 from amp_image import version
 from amp_image.cli import main
+from amp_image.errors import PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.publish import publisher, sbom
+from amp_image.publish.checksums import sha256_file
+from amp_image.publish.folder import MARKER_FILE, STAGING_PREFIX, write_marker
+from amp_image.publish.glance import glance_spec
 from amp_image.publish.inventory import (
     ImageInventory,
     elements_from_arguments,
     parse_dib_environment,
     parse_dpkg_status,
 )
+from amp_image.publish.manifest import redact_environment
 
 STATUS = """\
 Package: acl
@@ -71,7 +76,7 @@ def test_parse_dib_files():
 
 
 def test_build_environment_is_redacted():
-    env = publisher.redact_environment({
+    env = redact_environment({
         "DIB_PASSWORD": "hunter2", "http_proxy": "http://user:pw@proxy:3128",
         "DIB_RELEASE": "trixie"})
     assert env == {"DIB_PASSWORD": "<redacted>", "DIB_RELEASE": "trixie",
@@ -79,8 +84,8 @@ def test_build_environment_is_redacted():
 
 
 def test_glance_spec_rejects_unknown_architecture():
-    with pytest.raises(publisher.PublishError, match="unknown image architecture 'm68k'"):
-        publisher.glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
+    with pytest.raises(PublishError, match="unknown image architecture 'm68k'"):
+        glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
                             name="x", disk_format="qcow2", virtual_size=2**31)
 
 
@@ -129,7 +134,7 @@ def load(dest: Path, name: str) -> dict:
 def test_published_files(published, built_image):
     assert sorted(p.name for p in published.iterdir()) == sorted(
         [built_image.name, "SHA256SUMS", "manifest.json", "sbom.cdx.json", "glance.json",
-         "provenance.json", publisher.MARKER_FILE])
+         "provenance.json", MARKER_FILE])
     assert not list(published.parent.glob(".out.*"))
 
 
@@ -138,7 +143,7 @@ def test_checksums_verify(published):
     listed = [line.split("  ", 1)[1] for line in
               (published / "SHA256SUMS").read_text().splitlines()]
     assert sorted(listed) == sorted(p.name for p in published.iterdir()
-                                    if p.name not in ("SHA256SUMS", publisher.MARKER_FILE))
+                                    if p.name not in ("SHA256SUMS", MARKER_FILE))
     result = subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=published,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -158,7 +163,7 @@ def test_manifest_describes_the_image(published, built_image):
     image = manifest["image"]
     assert image["file"] == built_image.name
     assert image["size"] == built_image.stat().st_size
-    assert image["sha256"] == publisher.sha256_file(published / built_image.name)
+    assert image["sha256"] == sha256_file(published / built_image.name)
     assert image["disk_format"] == qemuimg.image_format(built_image)
     assert manifest["tool"] == {"name": "amp-image", "version": version.version()}
     assert manifest["os"]["distro"] == "debian"
@@ -387,7 +392,7 @@ def images(tmp_path):
 
 
 def ours(dest: Path) -> list[str]:
-    return json.loads((dest / publisher.MARKER_FILE).read_text())["files"]
+    return json.loads((dest / MARKER_FILE).read_text())["files"]
 
 
 def sums_verify(dest: Path, sums: str = "SHA256SUMS") -> bool:
@@ -408,11 +413,11 @@ def test_republish_replaces_only_what_amp_image_published(images, tmp_path):
     assert result.exit_code == 0, result.output
     assert (dest / "notes.txt").read_text() == "the operator's"
     assert (dest / "old-release" / "amp.qcow2").read_text() == "an older image, kept by hand"
-    assert publisher.sha256_file(dest / "amp.qcow2") == publisher.sha256_file(two)
-    assert load(dest, "manifest.json")["image"]["sha256"] == publisher.sha256_file(two)
+    assert sha256_file(dest / "amp.qcow2") == sha256_file(two)
+    assert load(dest, "manifest.json")["image"]["sha256"] == sha256_file(two)
     assert sums_verify(dest)
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*publisher.published_names("amp.qcow2", ""), publisher.MARKER_FILE, "notes.txt",
+        [*publisher.published_names("amp.qcow2", ""), MARKER_FILE, "notes.txt",
          "old-release"])
     assert "notes.txt" not in result.stdout  # the summary lists only what was published
 
@@ -426,7 +431,7 @@ def test_republish_with_another_prefix_removes_only_the_earlier_publication(imag
                        "--prefix", "a-").exit_code == 0
     assert run_publish(str(two), "--dest", str(dest), "--prefix", "b-").exit_code == 0
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        ["README", publisher.MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
+        ["README", MARKER_FILE, "amp.qcow2", "b-SHA256SUMS", "b-manifest.json",
          "b-sbom.cdx.json", "b-glance.json", "b-provenance.json"])
     assert (dest / "README").read_text() == "kept"
     assert sums_verify(dest, "b-SHA256SUMS")
@@ -485,15 +490,15 @@ def test_a_killed_publish_is_finished_by_the_next(images, tmp_path):
     one, two = images
     dest = tmp_path / "dist"
     assert run_publish(str(one), "--dest", str(dest)).exit_code == 0
-    staging = dest / (publisher.STAGING_PREFIX + "killed")
+    staging = dest / (STAGING_PREFIX + "killed")
     staging.mkdir()
     (staging / "amp.qcow2").write_text("half a copy")
     (dest / "x-SHA256SUMS").write_text("from the killed publish\n")
-    publisher.write_marker(dest, [*ours(dest), "x-SHA256SUMS"])
+    write_marker(dest, [*ours(dest), "x-SHA256SUMS"])
     result = run_publish(str(two), "--dest", str(dest))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*publisher.published_names("amp.qcow2", ""), publisher.MARKER_FILE])
+        [*publisher.published_names("amp.qcow2", ""), MARKER_FILE])
     assert sums_verify(dest)
 
 
@@ -531,7 +536,7 @@ def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
                                        "--work-dir", str(tmp_path / "w")])
     assert result.exit_code == 0, result.output
     assert (dest / "notes.txt").read_text() == "kept"
-    assert publisher.sha256_file(dest / "amp.qcow2") == publisher.sha256_file(two)
+    assert sha256_file(dest / "amp.qcow2") == sha256_file(two)
     assert sums_verify(dest)
 
 

@@ -26,7 +26,8 @@ from amp_image.cli import publish as publish_cli
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_record
-from amp_image.publish.publisher import check_dest, publish_image, published_names
+from amp_image.publish.folder import check_dest
+from amp_image.publish.publisher import publish_image, published_names
 
 
 def parse_agent_source(spec: str | None) -> AgentSource:

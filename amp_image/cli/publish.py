@@ -10,7 +10,8 @@ import click
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError
 from amp_image.publish import signing
-from amp_image.publish.publisher import DEFAULT_TAG, PublishResult, publish_image
+from amp_image.publish.glance import DEFAULT_TAG
+from amp_image.publish.publisher import PublishResult, publish_image
 
 SIGN_OPTIONS = [
     click.option("--sign-key", help="Sign the image for Glance (img_signature, verified by Nova "

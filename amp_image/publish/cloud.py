@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from amp_image.errors import AmpImageError
@@ -66,3 +67,15 @@ def connect(cloud: str | None) -> Any:
     # keystoneauth logs its retries itself; the one-line error says what failed.
     logging.getLogger("keystoneauth").setLevel(logging.ERROR)
     return sdk().connect(cloud=name, app_name="amp-image")
+
+
+def upload_to_glance(spec: dict, image_path: Path, cloud_name: str | None) -> str:
+    """Create the Glance image described by spec; return its ID."""
+    conn = connect(cloud_name)
+    image = conn.image.create_image(
+        spec["name"], filename=str(image_path), disk_format=spec["disk_format"],
+        container_format=spec["container_format"], tags=spec["tags"],
+        visibility=spec["visibility"], min_disk=spec["min_disk"], wait=True,
+        **spec["properties"],
+    )
+    return image.id

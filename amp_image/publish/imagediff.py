@@ -121,7 +121,7 @@ def _package_key(name: str, arch: str, native: str) -> str:
 
 
 def side_from_manifest(manifest: dict, path: str) -> Side:
-    from amp_image.publish.publisher import MANIFEST_SCHEMA
+    from amp_image.publish.manifest import MANIFEST_SCHEMA
 
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise DiffError(f"{path} is not an amp-image manifest (schema {MANIFEST_SCHEMA}); "
@@ -145,8 +145,9 @@ def side_from_manifest(manifest: dict, path: str) -> Side:
 
 
 def side_from_image(image: Path, label: str) -> Side:
+    from amp_image.publish.checksums import sha256_file
     from amp_image.publish.inventory import read_inventory
-    from amp_image.publish.publisher import default_manifests, sha256_file
+    from amp_image.publish.publisher import default_manifests
 
     if os.geteuid() != 0:
         raise DiffError(f"{label} is an image: reading it needs a read-only loop mount, "

@@ -1,4 +1,5 @@
-"""Publish an image the way operators consume it.
+"""Publish an image the way operators consume it: the flow over manifest.py,
+sbom.py, glance.py, provenance.py, checksums.py, folder.py and cloud.py.
 
 ``DEST`` receives the image (hard-linked where possible, else copied) and,
 read from the image itself offline:
@@ -32,12 +33,9 @@ killed half-way leaves every file it wrote to the next publish to replace.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import re
-import shlex
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -45,38 +43,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amp_image import version
-from amp_image.build import constraints
-from amp_image.errors import AmpImageError
+from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.image.records import image_stem, manifests_beside
 from amp_image.publish import cloud, provenance, sbom, signing
+from amp_image.publish.checksums import SUMS_FILE, sha256_file, write_sums
+from amp_image.publish.folder import (
+    MARKER_FILE,
+    STAGING_PREFIX,
+    check_dest,
+    place_image,
+    remove_stale_staging,
+    swap_into_place,
+)
+from amp_image.publish.glance import DEFAULT_TAG, DISK_FORMATS, GLANCE_FILE, glance_spec
 from amp_image.publish.inventory import ImageInventory, read_inventory
+from amp_image.publish.manifest import MANIFEST_FILE, build_manifest
 from amp_image.publish.signing import Signer
 
-MANIFEST_FILE = "manifest.json"
-GLANCE_FILE = "glance.json"
-SUMS_FILE = "SHA256SUMS"
-# What amp-image published into DEST (see the module docstring).
-MARKER_FILE = ".amp-image-published.json"
-MARKER_SCHEMA = "amp-image-published/1"
-STAGING_PREFIX = ".amp-image-staging."
-MANIFEST_SCHEMA = "amp-image-manifest/1"
-DEFAULT_TAG = "amphora"
-
-# qemu-img's format names -> Glance disk formats.
-DISK_FORMATS = {"qcow2": "qcow2", "raw": "raw", "vpc": "vhd", "vhdx": "vhdx", "vmdk": "vmdk"}
-# dpkg architectures -> Glance/Nova hw_architecture.
-HW_ARCHITECTURES = {
-    "amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "ppc64el": "ppc64le",
-    "s390x": "s390x", "i386": "i686",
-}
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET", re.IGNORECASE)
-URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 SAFE_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-class PublishError(AmpImageError):
-    """The image cannot be published as asked."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,151 +76,9 @@ class PublishResult:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def default_manifests(image: Path) -> Path:
     """DIB leaves NAME.d/dib-manifests beside NAME.FORMAT."""
     return manifests_beside(image) / "dib-manifests"
-
-
-def redact_environment(env: dict[str, str]) -> dict[str, str]:
-    """The build environment without secrets: passwords, tokens, proxy credentials."""
-    clean = {}
-    for key, value in sorted(env.items()):
-        if SECRET_NAME.search(key):
-            clean[key] = "<redacted>"
-        else:
-            clean[key] = URL_CREDENTIALS.sub("<redacted>@", value)
-    return clean
-
-
-def constraints_record(inventory: ImageInventory) -> dict:
-    """Which upper-constraints file the agent was installed under, and its SHA-256.
-
-    The image's record names the hash when the element wrote one; otherwise the
-    file is looked up on this host (the build host, for a build-and-publish),
-    then among amp-image's vendored files by name.
-    """
-    recorded = inventory.agent.get("AMPHORA_AGENT_CONSTRAINTS_SHA256", "")
-    path = inventory.dib_environment.get("DIB_AMP_AGENT_CONSTRAINTS", "")
-    record = {"file": Path(path).name if path else None, "sha256": None, "hashed_from": None}
-    if recorded:
-        record.update(sha256=recorded, hashed_from="image record")
-    elif path and Path(path).is_file():
-        record.update(sha256=sha256_file(Path(path)), hashed_from=path)
-    elif path and (constraints.DATA_DIR / Path(path).name).is_file():
-        vendored = constraints.DATA_DIR / Path(path).name
-        record.update(sha256=sha256_file(vendored), hashed_from=f"vendored {vendored.name}")
-    return record
-
-
-def build_manifest(inventory: ImageInventory, *, image_file: str, disk_format: str,
-                   size: int, virtual_size: int, sha256: str) -> dict:
-    osr = inventory.os_release
-    env = inventory.dib_environment
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "tool": {"name": "amp-image", "version": version.version()},
-        "image": {"file": image_file, "disk_format": disk_format, "size": size,
-                  "virtual_size": virtual_size, "sha256": sha256},
-        "build_date": inventory.built.isoformat().replace("+00:00", "Z")
-        if inventory.built else None,
-        "os": {"distro": osr.get("ID", ""), "release": osr.get("VERSION_CODENAME", ""),
-               "version": osr.get("VERSION_ID", ""), "pretty_name": osr.get("PRETTY_NAME", "")},
-        "architecture": inventory.architecture,
-        "kernels": inventory.kernels,
-        "elements": inventory.elements,
-        "build_environment": redact_environment(env),
-        "agent": {
-            "version": inventory.agent.get("AMPHORA_AGENT_VERSION", ""),
-            "source_type": inventory.agent.get("AMPHORA_AGENT_SOURCE_TYPE", ""),
-            "source": inventory.agent.get("AMPHORA_AGENT_SOURCE", ""),
-            "git_ref": inventory.agent.get("AMPHORA_AGENT_GIT_REF"),
-            "constraints": constraints_record(inventory),
-            "python_packages": [{"name": d.name, "version": d.version}
-                                for d in inventory.agent_python],
-        },
-        "sriov": {
-            "enabled": "sriov-vf-drivers" in inventory.elements or bool(inventory.vf_drivers),
-            "vf_drivers_requested": env.get("DIB_AMP_VF_DRIVERS", "").split(),
-            "vf_drivers": [{"module": d.module, "kernel": d.kernel, "path": d.path}
-                           for d in inventory.vf_drivers],
-        },
-        "enabled_units": inventory.enabled_units,
-        "firewall": {
-            "backend": inventory.firewall,
-            "nftables": inventory.firewall == "nftables",
-            "DIB_OCTAVIA_AMP_USE_NFTABLES": env.get("DIB_OCTAVIA_AMP_USE_NFTABLES"),
-        },
-        "packages": [{"name": p.name, "version": p.version, "architecture": p.architecture,
-                      "source": p.source, "source_version": p.source_version}
-                     for p in inventory.packages],
-    }
-
-
-def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_format: str,
-                virtual_size: int, tag: str = DEFAULT_TAG,
-                signature: dict[str, str] | None = None) -> dict:
-    """The Glance image Octavia looks for (by tag, private to its project); signature:
-    the img_signature* properties of a signed image."""
-    try:
-        hw_architecture = HW_ARCHITECTURES[inventory.architecture]
-    except KeyError:
-        raise PublishError(
-            f"unknown image architecture '{inventory.architecture}' (from the image's dpkg "
-            f"database); publish images of {', '.join(HW_ARCHITECTURES)}"
-        ) from None
-    properties = {
-        "hw_architecture": hw_architecture,
-        "hw_rng_model": "virtio",
-        "os_distro": inventory.os_release.get("ID", ""),
-        "os_version": inventory.os_release.get("VERSION_ID", ""),
-        **(signature or {}),
-    }
-    spec = {
-        "name": name,
-        "file": image_file,
-        "disk_format": disk_format,
-        "container_format": "bare",
-        "visibility": "private",
-        "tags": [tag],
-        "min_disk": max(1, math.ceil(virtual_size / 2**30)),
-        "properties": properties,
-    }
-    spec["command"] = shlex.join(image_create_argv(spec))
-    return spec
-
-
-def image_create_argv(spec: dict) -> list[str]:
-    argv = ["openstack", "image", "create", "--disk-format", spec["disk_format"],
-            "--container-format", spec["container_format"], f"--{spec['visibility']}"]
-    for tag in spec["tags"]:
-        argv += ["--tag", tag]
-    argv += ["--min-disk", str(spec["min_disk"])]
-    for key, value in spec["properties"].items():
-        argv += ["--property", f"{key}={value}"]
-    return [*argv, "--file", spec["file"], spec["name"]]
-
-
-def write_sums(folder: Path, names: list[str], sums_file: str) -> None:
-    """sha256sum's text format: ``HEX  NAME`` per line."""
-    lines = [f"{sha256_file(folder / n)}  {n}\n" for n in sorted(names)]
-    (folder / sums_file).write_text("".join(lines))
-
-
-def place_image(image: Path, dest: Path, copy: bool) -> None:
-    """A hard link where the file systems allow it (fast, no space), else a copy."""
-    if not copy:
-        try:
-            os.link(image, dest)
-            return
-        except OSError:
-            pass
-    shutil.copyfile(image, dest)
-    shutil.copystat(image, dest)
 
 
 def published_names(image_name: str, prefix: str, signed: bool = False) -> list[str]:
@@ -243,57 +86,6 @@ def published_names(image_name: str, prefix: str, signed: bool = False) -> list[
     envelope = [prefix + provenance.ENVELOPE_FILE] if signed else []
     return [image_name, prefix + MANIFEST_FILE, prefix + sbom.SBOM_FILE, prefix + GLANCE_FILE,
             prefix + provenance.PROVENANCE_FILE, *envelope, prefix + SUMS_FILE]
-
-
-def read_marker(dest: Path) -> list[str]:
-    """The files amp-image published into dest, from its record there (none: [])."""
-    try:
-        data = json.loads((dest / MARKER_FILE).read_text())
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as exc:
-        raise PublishError(f"{dest / MARKER_FILE} is unreadable ({exc}); move it away and "
-                           "publish into a new or empty folder") from None
-    if not isinstance(data, dict) or data.get("schema") != MARKER_SCHEMA \
-            or not isinstance(data.get("files"), list):
-        raise PublishError(f"{dest / MARKER_FILE} is not amp-image's record; move it away and "
-                           "publish into a new or empty folder")
-    return [name for name in data["files"] if isinstance(name, str) and "/" not in name]
-
-
-def write_marker(dest: Path, files: list[str]) -> None:
-    tmp = dest / f"{MARKER_FILE}.new"
-    tmp.write_text(json.dumps({"schema": MARKER_SCHEMA, "files": sorted(set(files))},
-                              indent=2) + "\n")
-    os.replace(tmp, dest / MARKER_FILE)
-
-
-def foreign_entries(dest: Path) -> list[str]:
-    """What dest holds that amp-image did not publish there (its own record and staging
-    folders aside)."""
-    ours = set(read_marker(dest)) | {MARKER_FILE, f"{MARKER_FILE}.new"}
-    return sorted(p.name for p in dest.iterdir()
-                  if p.name not in ours and not p.name.startswith(STAGING_PREFIX))
-
-
-def check_dest(dest: Path, names: list[str], *, force: bool, option: str = "--dest") -> None:
-    """DEST may be new, empty or one amp-image published into; other files there are
-    never touched.  A non-empty folder amp-image did not publish into needs force."""
-    if dest.exists() and not dest.is_dir():
-        raise PublishError(f"{option} {dest} is a file; give a folder")
-    if not dest.is_dir():
-        return
-    foreign = foreign_entries(dest)
-    if foreign and not force and not (dest / MARKER_FILE).is_file():
-        shown = ", ".join(f"'{n}'" for n in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        hint = " (or pass --force to publish beside them; they are kept)" \
-            if option == "--dest" else ""
-        raise PublishError(f"{option} {dest} holds files amp-image did not publish ({shown}); "
-                           f"choose a new or empty folder{hint}")
-    clash = sorted(set(foreign) & set(names))
-    if clash:
-        raise PublishError(f"{option} {dest} already has '{clash[0]}', which amp-image did not "
-                           "publish and will not overwrite; move it away or use --prefix")
 
 
 def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool,
@@ -320,26 +112,6 @@ def check_inputs(image: Path, dest: Path, *, prefix: str, name: str, force: bool
         raise PublishError(f"{image}: qemu-img sees format '{fmt}', which Glance images for "
                            f"Octavia do not use; publish one of {', '.join(DISK_FORMATS)}")
     return DISK_FORMATS[fmt]
-
-
-def swap_into_place(staging: Path, dest: Path, names: list[str]) -> None:
-    """Rename the staged files into dest, replacing amp-image's earlier ones only."""
-    earlier = read_marker(dest)
-    # While swapping, the record covers both publications: whatever happens,
-    # the next publish knows every file here that is amp-image's.
-    write_marker(dest, [*earlier, *names])
-    for name in names:
-        os.replace(staging / name, dest / name)
-    for name in sorted(set(earlier) - set(names)):
-        (dest / name).unlink(missing_ok=True)
-    write_marker(dest, names)
-
-
-def remove_stale_staging(dest: Path) -> None:
-    """Staging folders a killed publish left (only amp-image's, by their name)."""
-    for path in dest.glob(STAGING_PREFIX + "*"):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -389,18 +161,6 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
     names = published_names(image.name, prefix, bool(signer))[:-1]
     write_sums(folder, names, prefix + SUMS_FILE)
     return manifest, glance
-
-
-def upload_to_glance(spec: dict, image_path: Path, cloud_name: str | None) -> str:
-    """Create the Glance image described by spec; return its ID."""
-    conn = cloud.connect(cloud_name)
-    image = conn.image.create_image(
-        spec["name"], filename=str(image_path), disk_format=spec["disk_format"],
-        container_format=spec["container_format"], tags=spec["tags"],
-        visibility=spec["visibility"], min_disk=spec["min_disk"], wait=True,
-        **spec["properties"],
-    )
-    return image.id
 
 
 def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: str | None = None,
@@ -462,7 +222,7 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
         return result
     emit(f"uploading {image.name} to Glance as '{name}'")
     try:
-        image_id = upload_to_glance(glance, result.image, cloud_name)
+        image_id = cloud.upload_to_glance(glance, result.image, cloud_name)
     except AmpImageError:
         raise
     except Exception as exc:

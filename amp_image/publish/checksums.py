@@ -1,0 +1,19 @@
+"""Checksums of published files: SHA-256, and SHA256SUMS in sha256sum's format."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+SUMS_FILE = "SHA256SUMS"
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_sums(folder: Path, names: list[str], sums_file: str) -> None:
+    """sha256sum's text format: ``HEX  NAME`` per line."""
+    lines = [f"{sha256_file(folder / n)}  {n}\n" for n in sorted(names)]
+    (folder / sums_file).write_text("".join(lines))

@@ -1,0 +1,64 @@
+"""glance.json: the Glance image Octavia finds an amphora image by, and the
+``openstack image create`` command line that makes it."""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+from amp_image.errors import PublishError
+from amp_image.publish.inventory import ImageInventory
+
+GLANCE_FILE = "glance.json"
+DEFAULT_TAG = "amphora"
+# qemu-img's format names -> Glance disk formats.
+DISK_FORMATS = {"qcow2": "qcow2", "raw": "raw", "vpc": "vhd", "vhdx": "vhdx", "vmdk": "vmdk"}
+# dpkg architectures -> Glance/Nova hw_architecture.
+HW_ARCHITECTURES = {
+    "amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "ppc64el": "ppc64le",
+    "s390x": "s390x", "i386": "i686",
+}
+
+
+def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_format: str,
+                virtual_size: int, tag: str = DEFAULT_TAG,
+                signature: dict[str, str] | None = None) -> dict:
+    """The Glance image Octavia looks for (by tag, private to its project); signature:
+    the img_signature* properties of a signed image."""
+    try:
+        hw_architecture = HW_ARCHITECTURES[inventory.architecture]
+    except KeyError:
+        raise PublishError(
+            f"unknown image architecture '{inventory.architecture}' (from the image's dpkg "
+            f"database); publish images of {', '.join(HW_ARCHITECTURES)}"
+        ) from None
+    properties = {
+        "hw_architecture": hw_architecture,
+        "hw_rng_model": "virtio",
+        "os_distro": inventory.os_release.get("ID", ""),
+        "os_version": inventory.os_release.get("VERSION_ID", ""),
+        **(signature or {}),
+    }
+    spec = {
+        "name": name,
+        "file": image_file,
+        "disk_format": disk_format,
+        "container_format": "bare",
+        "visibility": "private",
+        "tags": [tag],
+        "min_disk": max(1, math.ceil(virtual_size / 2**30)),
+        "properties": properties,
+    }
+    spec["command"] = shlex.join(image_create_argv(spec))
+    return spec
+
+
+def image_create_argv(spec: dict) -> list[str]:
+    argv = ["openstack", "image", "create", "--disk-format", spec["disk_format"],
+            "--container-format", spec["container_format"], f"--{spec['visibility']}"]
+    for tag in spec["tags"]:
+        argv += ["--tag", tag]
+    argv += ["--min-disk", str(spec["min_disk"])]
+    for key, value in spec["properties"].items():
+        argv += ["--property", f"{key}={value}"]
+    return [*argv, "--file", spec["file"], spec["name"]]
