@@ -74,9 +74,13 @@ def lb(octavia, listener_pki):
                                            listener_pki.server.key_pem)
     listeners, pools = {}, {}
     for port, (protocol, pool_protocol, member_port, monitor) in LISTENERS.items():
-        # nc -uz in the agent's udp_check.sh waits a second for an ICMP error, so a
-        # UDP-CONNECT check needs a timeout above 1 s.
-        timing = {"delay": 3, "timeout": 3} if protocol == consts.PROTOCOL_UDP else {}
+        # nc -uz in the agent's udp_check.sh waits a second for an ICMP error, and
+        # ping-wrapper.sh's ping has a 1 s deadline: with a 1 s timeout these checks
+        # race haproxy's and keepalived's kill (under TCG load the reachable member
+        # lost too), so they get 3 s.
+        timing = ({"delay": 3, "timeout": 3}
+                  if protocol == consts.PROTOCOL_UDP or monitor == consts.HEALTH_MONITOR_PING
+                  else {})
         pool = (controller.pool(topology, pool_protocol, member_port, monitor, **timing)
                 if pool_protocol else None)
         extra = {}
