@@ -3,9 +3,10 @@
 import subprocess
 from pathlib import Path
 
-from amp_image.build import dib
-from amp_image.build.dib import Progress, _last_error, dib_environment
+from amp_image.build import leftovers
+from amp_image.build.dib import dib_environment
 from amp_image.build.plan import BuildOptions, HostContext, make_plan
+from amp_image.build.progress import Progress, last_error
 
 
 def test_host_pip_settings_do_not_reach_dib():
@@ -46,18 +47,18 @@ def test_last_error_names_the_element_message(tmp_path):
         "sriov-vf-drivers: install a kernel that ships them",
         "Unmount /work/test_missing_thing_failed/mnt/proc",
     ]))
-    assert _last_error(log, ("vm", "sriov-vf-drivers")) == (
+    assert last_error(log, ("vm", "sriov-vf-drivers")) == (
         ": sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo")
 
 
 def test_last_error_falls_back_to_error_lines(tmp_path):
     log = tmp_path / "build.log"
     log.write_text("x | E: Unable to locate package nope\nx | Unmount /failed/path\n")
-    assert _last_error(log, ("vm",)) == ": E: Unable to locate package nope"
+    assert last_error(log, ("vm",)) == ": E: Unable to locate package nope"
 
 
 class Commands:
-    """A stand-in for subprocess (dib._run): records each command; kpartx -d removes
+    """A stand-in for subprocess (leftovers._run): records each command; kpartx -d removes
     the mappings it is told to, dmsetup remove removes the one named."""
 
     def __init__(self, mapper: Path, kpartx_removes: tuple[str, ...] = ()):
@@ -73,13 +74,13 @@ class Commands:
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
 
-def leftovers(monkeypatch, tmp_path, commands, disk_loops, part_loops=()):
-    monkeypatch.setattr(dib, "MAPPER_DIR", commands.mapper)
-    monkeypatch.setattr(dib, "_run", commands)
-    monkeypatch.setattr(dib, "_mounts_under", lambda root: [f"{root}/tmp/dib/mnt"])
-    monkeypatch.setattr(dib, "_loops_backed_by", lambda backing: list(
+def released_leftovers(monkeypatch, tmp_path, commands, disk_loops, part_loops=()):
+    monkeypatch.setattr(leftovers, "MAPPER_DIR", commands.mapper)
+    monkeypatch.setattr(leftovers, "_run", commands)
+    monkeypatch.setattr(leftovers, "_mounts_under", lambda root: [f"{root}/tmp/dib/mnt"])
+    monkeypatch.setattr(leftovers, "_loops_backed_by", lambda backing: list(
         disk_loops if backing[0].endswith("/") else part_loops))
-    return dib.release_leftovers(tmp_path)
+    return leftovers.release_leftovers(tmp_path)
 
 
 def test_device_mapper_leftovers_are_removed_with_kpartx_and_dmsetup(monkeypatch, tmp_path):
@@ -91,7 +92,7 @@ def test_device_mapper_leftovers_are_removed_with_kpartx_and_dmsetup(monkeypatch
     for name in ("loop7p1", "loop7p2", "loop70p1"):
         (mapper / name).write_text("")  # device nodes, in real life
     commands = Commands(mapper, kpartx_removes=("loop7p1",))
-    released = leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"])
+    released = released_leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"])
     assert commands.ran == [
         ["umount", "-l", f"{tmp_path}/tmp/dib/mnt"],
         ["kpartx", "-d", "/dev/loop7"],
@@ -109,7 +110,7 @@ def test_shim_leftovers_are_unlinked_and_their_loops_detached(monkeypatch, tmp_p
     mapper.mkdir()
     (mapper / "loop7p1").symlink_to("/dev/loop8")
     commands = Commands(mapper)
-    leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"], ["/dev/loop8"])
+    released_leftovers(monkeypatch, tmp_path, commands, ["/dev/loop7"], ["/dev/loop8"])
     assert commands.ran == [
         ["umount", "-l", f"{tmp_path}/tmp/dib/mnt"],
         ["losetup", "-d", "/dev/loop8"],
@@ -130,9 +131,9 @@ def test_a_failed_removal_is_reported(monkeypatch, tmp_path):
                                            "device-mapper: remove ioctl failed: Device or "
                                            "resource busy\n" if failed else "")
 
-    monkeypatch.setattr(dib, "MAPPER_DIR", mapper)
-    monkeypatch.setattr(dib, "_run", busy)
-    assert dib.release_partitions("/dev/loop7") == [
+    monkeypatch.setattr(leftovers, "MAPPER_DIR", mapper)
+    monkeypatch.setattr(leftovers, "_run", busy)
+    assert leftovers.release_partitions("/dev/loop7") == [
         "kpartx -d /dev/loop7 failed: device-mapper: remove ioctl failed: Device or resource "
         "busy",
         "dmsetup remove loop7p1 failed: device-mapper: remove ioctl failed: Device or "

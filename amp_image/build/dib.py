@@ -1,43 +1,40 @@
-"""Run diskimage-builder for a build plan: private PATH shims, progress, logs, cleanup.
+"""Run diskimage-builder for a build plan: its environment and command, the work
+dir's lock, the root password file, and the finished image moved into place.
 
 Everything happens inside amp-image's own process environment and work
-directory: the shims that let DIB run without device-mapper live in
-``<work-dir>/bin`` and are put first on PATH for DIB's process only.
+directory: the PATH shims (shims.py) that let DIB run without device-mapper
+live in ``<work-dir>/bin`` and are put first on PATH for DIB's process only;
+progress lines and the failure's telling line come from progress.py, and what a
+failed build leaves mounted is released by leftovers.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
 from amp_image.build import locks
+from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import ROOT_PASSWORD_HASH_FILE, BuildPlan
+from amp_image.build.progress import Progress, last_error
+from amp_image.build.shims import install_shims
 from amp_image.errors import BuildError
 
-SHIMS_ALWAYS = ("sudo",)
-SHIMS_WITHOUT_DM = ("kpartx", "dmsetup", "fstrim")
-MAPPER_DIR = Path("/dev/mapper")
 # Host pip settings (find-links to private wheel folders, extra indexes,
 # constraints) must not steer pip inside the image's chroot.
 LEAKY_ENV_PREFIXES = ("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PYENV")
 # Passwords never reach DIB's environment, which DIB writes to its manifests
 # (the root password reaches the root-passwd element only as a hash in a file).
 SECRET_ENV = ("AMP_ROOT_PASSWORD", "DIB_PASSWORD")
-
-_RUN_PARTS = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
-_HOOKS = re.compile(r"Running hooks from \S*/([a-z-]+\.d)\s*$")
-
 
 @dataclass
 class BuildResult:
@@ -50,21 +47,6 @@ class BuildResult:
 def elements_dir() -> Path:
     """The project's elements, shipped inside the package (amp_image/elements)."""
     return PACKAGE_DIR / "elements"
-
-
-def install_shims(bin_dir: Path, device_mapper: bool) -> list[str]:
-    names = list(SHIMS_ALWAYS) if os.geteuid() == 0 else []
-    if not device_mapper:
-        names += SHIMS_WITHOUT_DM
-    if bin_dir.exists():
-        shutil.rmtree(bin_dir)
-    bin_dir.mkdir(parents=True)
-    shim_src = resources.files("amp_image") / "hostbin"
-    for name in names:
-        target = bin_dir / name
-        target.write_bytes((shim_src / name).read_bytes())
-        target.chmod(0o755)
-    return names
 
 
 def without_package_cache(env: dict[str, str]) -> dict[str, str]:
@@ -91,113 +73,6 @@ def dib_environment(plan: BuildPlan, bin_dir: Path, base: Mapping[str, str],
 def dib_command(plan: BuildPlan) -> list[str]:
     exe = Path(sys.executable).parent / "disk-image-create"
     return [str(exe), *plan.dib_args, *plan.elements]
-
-
-class Progress:
-    """Turns DIB's log stream into short 'phase/script' lines with elapsed time."""
-
-    def __init__(self, emit: Callable[[str], None], start: float) -> None:
-        self.emit = emit
-        self.start = start
-        self.current = ""
-
-    def feed(self, line: str) -> None:
-        match = _RUN_PARTS.search(line)
-        if match:
-            step = f"{match.group(1)}/{match.group(2)}"
-        else:
-            match = _HOOKS.search(line)
-            if not match:
-                return
-            step = match.group(1)
-        if step != self.current:
-            self.current = step
-            elapsed = int(time.monotonic() - self.start)
-            self.emit(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {step}")
-
-
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root.resolve()) + "/"
-    mounts = []
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            mount_point = line.split()[4].replace("\\040", " ")
-            if mount_point.startswith(prefix):
-                mounts.append(mount_point)
-    return sorted(mounts, key=len, reverse=True)
-
-
-def _loops_backed_by(paths: Iterable[str]) -> list[str]:
-    wanted = tuple(paths)
-    loops = []
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-        try:
-            source = backing.read_text().strip()
-        except OSError:
-            continue
-        if source.startswith(wanted):
-            loops.append("/dev/" + backing.parent.parent.name)
-    return loops
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True)
-    except OSError as exc:  # the tool is not installed
-        return subprocess.CompletedProcess(cmd, 127, "", str(exc))
-
-
-def _attempt(cmd: list[str]) -> str:
-    """Run a cleanup command; say what was done (or why it was not)."""
-    result = _run(cmd)
-    if result.returncode == 0:
-        return " ".join(cmd)
-    reason = " ".join(result.stderr.split()) or f"exit {result.returncode}"
-    return f"{' '.join(cmd)} failed: {reason}"
-
-
-def release_partitions(loop: str) -> list[str]:
-    """Remove the partition mappings of a disk loop device, as DIB's block-device code does.
-
-    The kpartx shim (hosts without device-mapper) links /dev/mapper/loopNpM to
-    offset loop devices: the links go here, the loops with the others.  Real
-    device-mapper mappings are removed with ``kpartx -d /dev/loopN`` (kpartx(8)),
-    and any left over with ``dmsetup remove loopNpM`` (dmsetup(8)): unlinking
-    their nodes would keep the mappings, and the loop device busy.
-    """
-    entries = sorted(MAPPER_DIR.glob(Path(loop).name + "p*"))
-    links = [entry for entry in entries if entry.is_symlink()]
-    for link in links:
-        link.unlink(missing_ok=True)
-    mappings = [entry for entry in entries if entry not in links]
-    if not mappings:
-        return []
-    released = [_attempt(["kpartx", "-d", loop])]
-    for mapping in mappings:
-        if mapping.exists():
-            released.append(_attempt(["dmsetup", "remove", mapping.name]))
-    return released
-
-
-def release_leftovers(work_dir: Path) -> list[str]:
-    """Unmount and detach whatever a failed build left under work_dir.
-
-    Only under claim_work_dir (the lock held): a running build's mounts are
-    never touched.
-    """
-    released = []
-    for mount_point in _mounts_under(work_dir):
-        if _run(["umount", "-l", mount_point]).returncode == 0:
-            released.append(f"umount {mount_point}")
-    root = str(work_dir.resolve()) + "/"
-    disk_loops = _loops_backed_by([root])
-    # Partition loops (the kpartx shim) are backed by the disk loop device.
-    part_loops = _loops_backed_by(disk_loops) if disk_loops else []
-    for loop in part_loops + disk_loops:
-        released += release_partitions(loop)
-        if _run(["losetup", "-d", loop]).returncode == 0:
-            released.append(f"losetup -d {loop}")
-    return released
 
 
 def _publish(src: Path, dest: Path) -> None:
@@ -341,7 +216,7 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
     if rc != 0:
         _cleanup_failed(work_dir, out_dir, emit)
         raise BuildError(f"disk-image-create failed (exit {rc}); see {log_file}"
-                         f"{_last_error(log_file, plan.elements)}")
+                         f"{last_error(log_file, plan.elements)}")
     built = out_dir / f"{plan.image_name}.{plan.image_format}"
     if not built.is_file():
         raise BuildError(f"disk-image-create succeeded but wrote no {built.name}; see {log_file}")
@@ -357,25 +232,3 @@ def _cleanup_failed(work_dir: Path, out_dir: Path, emit: Callable[[str], None]) 
     shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _last_error(log_file: Path, elements: tuple[str, ...] = ()) -> str:
-    """The most telling line of a failed build, for the one-line error.
-
-    Our elements report failures as "<element>: <what and how to fix>"; the
-    first line of the last such run wins.  Otherwise the last ERROR or E: line.
-    """
-    try:
-        lines = [line.split(" | ", 1)[-1].strip()
-                 for line in log_file.read_text(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    prefixes = tuple(f"{element}: " for element in elements)
-    for i in range(len(lines) - 1, -1, -1):
-        if prefixes and lines[i].startswith(prefixes):
-            element = lines[i].split(": ", 1)[0]
-            while i > 0 and lines[i - 1].startswith(f"{element}: "):
-                i -= 1
-            return f": {lines[i]}"
-    for text in reversed(lines):
-        if re.match(r"(ERROR\b|Error\b|E: )", text) and len(text) < 300:
-            return f": {text}"
-    return ""

@@ -1,0 +1,27 @@
+"""PATH shims for DIB: sudo (as root), and kpartx, dmsetup and fstrim on hosts
+without device-mapper (partitions through offset loop devices), from hostbin/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+SHIMS_ALWAYS = ("sudo",)
+SHIMS_WITHOUT_DM = ("kpartx", "dmsetup", "fstrim")
+
+
+def install_shims(bin_dir: Path, device_mapper: bool) -> list[str]:
+    names = list(SHIMS_ALWAYS) if os.geteuid() == 0 else []
+    if not device_mapper:
+        names += SHIMS_WITHOUT_DM
+    if bin_dir.exists():
+        shutil.rmtree(bin_dir)
+    bin_dir.mkdir(parents=True)
+    shim_src = resources.files("amp_image") / "hostbin"
+    for name in names:
+        target = bin_dir / name
+        target.write_bytes((shim_src / name).read_bytes())
+        target.chmod(0o755)
+    return names
