@@ -115,6 +115,17 @@ def test_no_failed_units(amphora_host):
 
 # --- services -------------------------------------------------------------------------
 
+# Units amphora-base turns off: boot time for nothing on an amphora.
+UNNEEDED_UNITS = {"grub-common.service": "masked", "e2scrub_reap.service": "disabled",
+                  "e2scrub_all.timer": "disabled", "apt-daily.timer": "disabled",
+                  "apt-daily-upgrade.timer": "disabled"}
+
+
+@pytest.mark.parametrize("unit", sorted(UNNEEDED_UNITS))
+def test_unneeded_unit_off(amphora_host, unit):
+    state = amphora_host.run(f"systemctl is-enabled {unit}").stdout.strip()
+    assert state == UNNEEDED_UNITS[unit], f"{unit}: {state}"
+
 @pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs", "prometheus-proxy"])
 def test_service_active_and_enabled(amphora_host, unit):
     service = amphora_host.service(unit)
