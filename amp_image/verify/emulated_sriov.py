@@ -59,6 +59,9 @@ HOST_SIDE_SCRIPT = textwrap.dedent(f"""\
     #!/bin/sh
     # amp-image test harness: plays the physical host of an SR-IOV amphora.
     set -eu
+    # igb is loaded from the root (not the initramfs): let udev finish naming
+    # the PF first, or its name changes under us.
+    udevadm settle --timeout=60 || true
     pf=""
     for _ in $(seq 100); do
         pf=$(grep -l {PF_MAC} /sys/class/net/*/address | cut -d/ -f5 || true)
