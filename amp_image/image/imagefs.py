@@ -1,12 +1,14 @@
 """Read an image's root file system offline: a read-only loop mount, always undone.
 
-Works without device-mapper and without loop partition scanning: the image
-is converted to a sparse raw file and its root partition is mapped with an
-offset loop device.
+Works without device-mapper, nbd and loop partition scanning: a qcow2 image is
+exported read-only as a raw file over FUSE by qemu-storage-daemon (no copy), or,
+where FUSE is missing, converted to a sparse raw file; its root partition is
+then mapped with an offset loop device.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from amp_image.errors import AmpImageError
 from amp_image.image import qemuimg
+from amp_image.poll import PollTimeout, poll_until
 
 
 def run(cmd: list[str], **kw) -> str:
@@ -35,6 +38,54 @@ def partitions(raw: Path) -> list[tuple[int, int, int]]:
             if line.strip()]
 
 
+def raw_view(image: Path, target: Path, stack: ExitStack) -> Path:
+    """The image's disk as a raw file at target: exported read-only over FUSE while
+    stack lasts, else a converted copy."""
+    if shutil.which("qemu-storage-daemon") and os.path.exists("/dev/fuse"):
+        try:
+            return _fuse_export(image, target, stack)
+        except AmpImageError:
+            pass  # a kernel or container without FUSE mounts: copy instead
+    run(["qemu-img", "convert", "-O", "raw", str(image), str(target)])
+    return target
+
+
+def _fuse_export(image: Path, target: Path, stack: ExitStack) -> Path:
+    target.touch()
+    info = qemuimg.info(image)
+    size, fmt = info["virtual-size"], info["format"]
+    daemon = subprocess.Popen(
+        ["qemu-storage-daemon",
+         "--blockdev", f"driver=file,filename={image},node-name=file,read-only=on",
+         "--blockdev", f"driver={fmt},file=file,node-name=disk,read-only=on",
+         "--export", f"type=fuse,id=raw,node-name=disk,mountpoint={target},writable=off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stack.callback(_stop_export, daemon, target)
+
+    def exported() -> bool:
+        if daemon.poll() is not None:
+            raise AmpImageError(f"qemu-storage-daemon could not export {image}: "
+                                f"{daemon.stderr.read().decode().strip()}")
+        return target.stat().st_size == size
+
+    try:
+        poll_until(exported, timeout=30, interval=0.1)
+    except PollTimeout:
+        raise AmpImageError(f"qemu-storage-daemon did not export {image}") from None
+    return target
+
+
+def _stop_export(daemon: subprocess.Popen, target: Path) -> None:
+    daemon.terminate()
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+    # A daemon that died without unmounting leaves the mount point behind.
+    subprocess.run(["umount", str(target)], capture_output=True)
+
+
 @contextmanager
 def mounted_image(image: Path, workdir: Path | None = None) -> Iterator[Path]:
     """Yield the image's root file system, mounted read-only."""
@@ -44,11 +95,9 @@ def mounted_image(image: Path, workdir: Path | None = None) -> Iterator[Path]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="amp-image-fs.", dir=workdir)))
-        fmt = qemuimg.image_format(image)
         raw = image
-        if fmt != "raw":
-            raw = tmp / "image.raw"
-            run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)])
+        if qemuimg.image_format(image) != "raw":
+            raw = raw_view(image, tmp / "image.raw", stack)
         parts = partitions(raw)
         # DIB's MBR layout has one root partition; with EFI it is the largest.
         offset, size = (0, raw.stat().st_size)
