@@ -138,3 +138,20 @@ def test_a_failed_removal_is_reported(monkeypatch, tmp_path):
         "busy",
         "dmsetup remove loop7p1 failed: device-mapper: remove ioctl failed: Device or "
         "resource busy"]
+
+
+def test_mounts_under_a_work_dir_deepest_first(tmp_path):
+    """Real tmpfs mounts (root, as the suite runs), one with a space in its path: the
+    mount table comes from findmnt's JSON, unescaped."""
+    outer = tmp_path / "work dir"
+    inner = outer / "mnt"
+    outer.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "amp-test", str(outer)], check=True)
+    try:
+        inner.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "amp-test", str(inner)], check=True)
+        assert leftovers._mounts_under(tmp_path) == [str(inner), str(outer)]
+    finally:
+        subprocess.run(["umount", str(inner)], capture_output=True)
+        subprocess.run(["umount", str(outer)], capture_output=True)
+    assert leftovers._mounts_under(tmp_path) == []

@@ -3,6 +3,7 @@ devices backed by its files, and their partition mappings, released."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,14 +12,14 @@ MAPPER_DIR = Path("/dev/mapper")
 
 
 def _mounts_under(root: Path) -> list[str]:
+    """Mount points below root, deepest first (findmnt's JSON: escapes already undone)."""
     prefix = str(root.resolve()) + "/"
-    mounts = []
-    with open("/proc/self/mountinfo") as info:
-        for line in info:
-            mount_point = line.split()[4].replace("\\040", " ")
-            if mount_point.startswith(prefix):
-                mounts.append(mount_point)
-    return sorted(mounts, key=len, reverse=True)
+    result = subprocess.run(["findmnt", "--json", "--list", "--output", "TARGET"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        return []
+    targets = [fs["target"] for fs in json.loads(result.stdout)["filesystems"]]
+    return sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True)
 
 
 def _loops_backed_by(paths: Iterable[str]) -> list[str]:
