@@ -49,7 +49,7 @@ IMPORTED_AS = {"diskimage-builder": r"import diskimage_builder", "click": r"impo
                "cryptography": r"from cryptography", "pycdlib": r"import pycdlib",
                "pytest": r"import pytest", "pytest-testinfra": r"import testinfra",
                "paramiko": r"\"paramiko://", "requests": r"import requests",
-               "cyclonedx-python-lib": r"from cyclonedx"}
+               "cyclonedx-python-lib": r"from cyclonedx", "python-debian": r"from debian"}
 
 
 def test_every_runtime_dependency_is_used():

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from debian.deb822 import Deb822
+
 from amp_image.image.records import (
     AptIndex,
     VfDriver,
@@ -69,27 +71,10 @@ class ImageInventory:
     apt_indexes: list[AptIndex] = field(default_factory=list)
 
 
-def _paragraphs(text: str) -> list[dict[str, str]]:
-    """deb822 paragraphs; continuation lines are appended to their field."""
-    paragraphs, fields, last = [], {}, None
-    for line in [*text.splitlines(), ""]:
-        if not line.strip():
-            if fields:
-                paragraphs.append(fields)
-            fields, last = {}, None
-        elif line[0] in " \t" and last:
-            fields[last] += "\n" + line[1:]
-        else:
-            key, _, value = line.partition(":")
-            last = key.strip()
-            fields[last] = value.strip()
-    return paragraphs
-
-
 def parse_dpkg_status(text: str) -> list[DebPackage]:
     """The installed packages of a dpkg status file, sorted by name and architecture."""
     packages = []
-    for p in _paragraphs(text):
+    for p in Deb822.iter_paragraphs(text.splitlines()):
         if p.get("Status", "").split()[-1:] != ["installed"]:
             continue
         source, _, source_version = p.get("Source", "").partition(" ")
@@ -102,7 +87,7 @@ def parse_dpkg_status(text: str) -> list[DebPackage]:
             source_version=source_version.strip("()") or version,
             maintainer=p.get("Maintainer", ""),
             homepage=p.get("Homepage", ""),
-            summary=p.get("Description", "").split("\n", 1)[0],
+            summary=p.get("Description", "").split("\n", 1)[0].strip(),
         ))
     return sorted(packages, key=lambda d: (d.name, d.architecture))
 
