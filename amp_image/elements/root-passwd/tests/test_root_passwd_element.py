@@ -22,8 +22,12 @@ SECRET = "Sw0rdfish-not-in-any-log"
 IN_NAMESPACE = """
 set -eu
 hash=$(cat "$1")
-# Private to this mount namespace: the host's /etc/ssh and /tmp are untouched.
+# Private to this mount namespace: the host's /etc/ssh, /mnt and /tmp are untouched.
 mount -t tmpfs amp-test /etc/ssh
+# The elements may live under /tmp (a clone there): copied out before /tmp is hidden.
+mount -t tmpfs amp-test /mnt
+cp "$2/rebind-sshd/post-install.d/30-sshd-amphora" "$2/root-passwd/post-install.d/99-root-passwd" \
+    /mnt/
 mount -t tmpfs amp-test /tmp
 mkdir -p /tmp/in_target.d/root-passwd /tmp/stub
 printf '%s\\n' "$hash" > /tmp/in_target.d/root-passwd/hash
@@ -33,8 +37,8 @@ cat > /tmp/stub/chpasswd <<'STUB'
 STUB
 chmod +x /tmp/stub/chpasswd
 export PATH=/tmp/stub:$PATH
-"$2/rebind-sshd/post-install.d/30-sshd-amphora"
-"$2/root-passwd/post-install.d/99-root-passwd"
+/mnt/30-sshd-amphora
+/mnt/99-root-passwd
 cat /tmp/chpasswd.seen
 for f in /etc/ssh/sshd_config.d/*.conf; do
     echo "== $(basename "$f")"
