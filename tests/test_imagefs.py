@@ -45,9 +45,13 @@ def leftovers(tmp: Path) -> list[str]:
 def test_fuse_export_reads_the_image_without_a_copy(tiny_qcow2, tmp_path, monkeypatch):
     copies = []
     real_run = imagefs.run
-    monkeypatch.setattr(imagefs, "run", lambda cmd, **kw: (
-        copies.append(cmd) if cmd[:2] == ["qemu-img", "convert"] else None,
-        real_run(cmd, **kw))[1])
+
+    def run(cmd: list[str], **kw) -> str:
+        if cmd[:2] == ["qemu-img", "convert"]:
+            copies.append(cmd)
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(imagefs, "run", run)
     with imagefs.mounted_image(tiny_qcow2, workdir=tmp_path) as root:
         assert (root / "etc/amp-image/marker").read_text() == "tiny\n"
         raw = next(tmp_path.glob("amp-image-fs.*/image.raw"))

@@ -54,23 +54,28 @@ def _fuse_export(image: Path, target: Path, stack: ExitStack) -> Path:
     target.touch()
     info = qemuimg.info(image)
     size, fmt = info["virtual-size"], info["format"]
+    # Its messages go to a file: a pipe nobody reads while it runs could fill and stall it.
+    log = stack.enter_context(open(target.with_suffix(".log"), "w+b"))  # noqa: SIM115
     daemon = subprocess.Popen(
         ["qemu-storage-daemon",
          "--blockdev", f"driver=file,filename={image},node-name=file,read-only=on",
          "--blockdev", f"driver={fmt},file=file,node-name=disk,read-only=on",
          "--export", f"type=fuse,id=raw,node-name=disk,mountpoint={target},writable=off"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     stack.callback(_stop_export, daemon, target)
 
     def exported() -> bool:
         if daemon.poll() is not None:
+            log.seek(0)
             raise AmpImageError(f"qemu-storage-daemon could not export {image}: "
-                                f"{daemon.stderr.read().decode().strip()}")
+                                f"{log.read().decode().strip()}")
         return target.stat().st_size == size
 
     try:
         poll_until(exported, timeout=30, interval=0.1)
     except PollTimeout:
+        # Stopped now, not with the stack: the caller falls back to a copy at target.
+        _stop_export(daemon, target)
         raise AmpImageError(f"qemu-storage-daemon did not export {image}") from None
     return target
 

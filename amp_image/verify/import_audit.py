@@ -69,10 +69,10 @@ def write_audit(image: Path, listing_dir: Path, target: Path) -> dict:
     distributions; write the result as JSON to target."""
     from amp_image.image.imagefs import mounted_image
 
-    listings = [p.read_text() for p in sorted(listing_dir.glob("*.txt"))]
+    files = sorted(listing_dir.glob("*.txt"))
     with mounted_image(image) as root:
         site = next((root / AGENT_VENV.lstrip("/")).glob("lib/python3*/site-packages"))
-        result = audit(site, listings)
-    result["listings"] = [p.name for p in sorted(listing_dir.glob("*.txt"))]
+        result = audit(site, [p.read_text() for p in files])
+    result["listings"] = [p.name for p in files]
     target.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     return result
