@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import yaml
 
-from amp_image.build import constraints, dib, host, rootpw
+from amp_image.build import constraints, dib, gitref, host, rootpw
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
@@ -57,6 +58,14 @@ def parse_agent_source(spec: str | None) -> AgentSource:
     raise PlanError(
         f"--agent-source {spec}: folder has neither wheels nor setup.py/pyproject.toml"
     )
+
+
+def with_full_agent_ref(opts: BuildOptions) -> BuildOptions:
+    """A git source's branch or tag named in full, so DIB's cache cannot serve a stale one."""
+    src = opts.agent_source
+    if src.kind != "git":
+        return opts
+    return replace(opts, agent_source=replace(src, ref=gitref.full_ref(src.location, src.ref)))
 
 
 def _resolve(path: str | None) -> Path | None:
@@ -253,6 +262,8 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, sign_key,
     """Build an amphora image with diskimage-builder."""
     try:
         opts = build_options(**kw)
+        if not dry_run:
+            opts = with_full_agent_ref(opts)
         context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
         plan = make_plan(opts, context, dib.elements_dir())
         publish_to = _resolve(publish_dir)

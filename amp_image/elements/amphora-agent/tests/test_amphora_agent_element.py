@@ -141,6 +141,25 @@ def test_git_source_at_a_tag_from_a_local_repository(tmp_path, repo, scheme):
     assert manifest == f"amphora-agent git /opt/amphora-agent {location} {tagged}\n"
 
 
+def test_full_tag_ref_is_fetched_over_a_stale_cache(tmp_path, repo):
+    """A tag made again on another commit (or a repository made again at the same path):
+    DIB's cache holds the old tag, and the full ref amp-image passes (gitref.py) is fetched
+    over it; the build gets the commit the repository tags now."""
+    first = fetch(tmp_path, DIB_REPOLOCATION_amphora_agent=str(repo),
+                  DIB_REPOREF_amphora_agent="refs/tags/19.0.0")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    shutil.rmtree(tmp_path / "dib_build.test")
+    (repo / "setup.cfg").write_text("[metadata]\nname = octavia\nversion = 19.0.0\n")
+    git(repo, "commit", "--quiet", "--all", "-m", "19.0.0 again")
+    git(repo, "tag", "--force", "19.0.0")
+    second = fetch(tmp_path, DIB_REPOLOCATION_amphora_agent=str(repo),
+                   DIB_REPOREF_amphora_agent="refs/tags/19.0.0")
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    checkout = tmp_path / "dib_build.test/mnt/opt/amphora-agent"
+    assert git(checkout, "rev-parse", "HEAD") == git(repo, "rev-parse", "19.0.0^{commit}")
+    assert "19.0.0" in git(checkout, "tag", "--points-at", "HEAD").split()
+
+
 def test_git_source_at_a_branch(tmp_path, repo):
     result = fetch(tmp_path, DIB_REPOLOCATION_amphora_agent=str(repo),
                    DIB_REPOREF_amphora_agent="stable/2026.1")
