@@ -57,6 +57,14 @@ def test_last_error_falls_back_to_error_lines(tmp_path):
     assert last_error(log, ("vm",)) == ": E: Unable to locate package nope"
 
 
+
+def test_last_error_names_a_full_disk_whatever_failed_on_it(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("x | qemu-img: error while writing at byte 0: No space left on device\n"
+                   "x | ERROR: qemu-img convert failed\n")
+    assert last_error(log, ("vm",)).startswith(": no space left on device; free space where "
+                                               "--work-dir and --cache-dir are")
+
 class Commands:
     """A stand-in for subprocess (leftovers._run): records each command; kpartx -d removes
     the mappings it is told to, dmsetup remove removes the one named."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 _RUN_PARTS = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
 _HOOKS = re.compile(r"Running hooks from \S*/([a-z-]+\.d)\s*$")
+NO_SPACE = "No space left on device"
 
 
 class Progress:
@@ -38,14 +39,18 @@ class Progress:
 def last_error(log_file: Path, elements: tuple[str, ...] = ()) -> str:
     """The most telling line of a failed build, for the one-line error.
 
-    Our elements report failures as "<element>: <what and how to fix>"; the
-    first line of the last such run wins.  Otherwise the last ERROR or E: line.
+    A full disk (ENOSPC near the end) is named as such, whatever failed on it.  Our
+    elements report failures as "<element>: <what and how to fix>"; the first line
+    of the last such run wins.  Otherwise the last ERROR or E: line.
     """
     try:
         lines = [line.split(" | ", 1)[-1].strip()
                  for line in log_file.read_text(errors="replace").splitlines()]
     except OSError:
         return ""
+    if any(NO_SPACE in line for line in lines[-200:]):
+        return (": no space left on device; free space where --work-dir and --cache-dir "
+                "are, or point them at a larger file system")
     prefixes = tuple(f"{element}: " for element in elements)
     for i in range(len(lines) - 1, -1, -1):
         if prefixes and lines[i].startswith(prefixes):

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image.build import constraints, dib, gitref, host, rootpw
+from amp_image.build import constraints, dib, gitref, host, preflight, rootpw
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
@@ -228,6 +228,10 @@ BUILD_OPTIONS = [
     click.option("--datasources", default="ConfigDrive", show_default=True,
                  help="cloud-init datasources."),
     click.option("--kernel-package", help="Install this kernel package as well."),
+    click.option("--mirror", envvar="DIB_DISTRIBUTION_MIRROR",
+                 help="Debian mirror to build from [DIB_DISTRIBUTION_MIRROR, else the one "
+                      "this host's apt sources use]; its security archive is the "
+                      "debian-security beside it."),
     click.option("--ca-bundle", help="CA bundle pip trusts during the build (default: the "
                                      "host's, from SSL_CERT_FILE/PIP_CERT/REQUESTS_CA_BUNDLE)."),
     click.option("--ca-in-image", is_flag=True, help="Also add that CA bundle to the image's "
@@ -257,14 +261,14 @@ def build_options_decorator(func):
 @click.command()
 @build_options_decorator
 @publish_cli.sign_options
-def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, sign_key, cert_uuid,
-          hash_method, key_type, **kw) -> None:
+def build(ca_bundle, mirror, log_file, publish_dir, no_wait, dry_run, verbose, sign_key,
+          cert_uuid, hash_method, key_type, **kw) -> None:
     """Build an amphora image with diskimage-builder."""
     try:
         opts = build_options(**kw)
         if not dry_run:
             opts = with_full_agent_ref(opts)
-        context = host.host_context(os.environ, ca_bundle=ca_bundle or "")
+        context = host.host_context(os.environ, ca_bundle=ca_bundle or "", mirror=mirror or "")
         plan = make_plan(opts, context, dib.elements_dir())
         publish_to = _resolve(publish_dir)
         if sign_key and not publish_to:
@@ -284,8 +288,13 @@ def build(ca_bundle, log_file, publish_dir, no_wait, dry_run, verbose, sign_key,
             return
         host.check_root()
         host.check_tools()
+        preflight.check_sources(plan, os.environ)
+        if not opts.output.parent.is_dir():
+            raise PlanError(f"the output folder {opts.output.parent} does not exist; create "
+                            "it or choose another -o")
         if not os.access(opts.output.parent, os.W_OK):
-            raise PlanError(f"cannot write to {opts.output.parent}; choose another -o")
+            raise PlanError(f"cannot write to {opts.output.parent} (read-only or not yours); "
+                            "choose another -o")
         stop_on_sigterm()
         log = _resolve(log_file) or opts.output.with_name(opts.output.name + ".log")
         click.echo(f"building {opts.output.name}: {plan.options.base_os} "
