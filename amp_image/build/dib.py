@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import locks
+from amp_image.build import debootstrap_cache, locks
 from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import ROOT_PASSWORD_HASH_FILE, BuildPlan
 from amp_image.build.progress import Progress, last_error
@@ -163,8 +163,17 @@ def run_build(
         if cache_user:
             emit(f"the package cache in {cache_dir} is in use by amp-image PID {cache_user}: "
                  "this build bootstraps from the mirror and keeps its packages to itself")
-        return _run_dib(plan, device_mapper=device_mapper, log_file=log_file, verbose=verbose,
-                        emit=emit, base_env=base_env, package_cache=not cache_user)
+        tarball = None
+        if not cache_user and plan.env.get("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"):
+            tarball = debootstrap_cache.tarball_path(cache_dir, plan.env["DIB_RELEASE"],
+                                                     plan.env["ARCH"])
+            debootstrap_cache.check(tarball, emit)
+        result = _run_dib(plan, device_mapper=device_mapper, log_file=log_file,
+                          verbose=verbose, emit=emit, base_env=base_env,
+                          package_cache=not cache_user)
+        if tarball:
+            debootstrap_cache.remember(tarball)
+        return result
 
 
 def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: bool,
