@@ -14,6 +14,7 @@ from amp_image import PACKAGE_DIR
 from amp_image.build import host
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
+from amp_image.image.records import read_image_record
 
 VERIFY_DIR = PACKAGE_DIR / "verify"
 
@@ -50,6 +51,10 @@ def test_image(image, accel, boot, workdir, report, sriov, conformance, octavia_
     stop_on_sigterm()
     host.check_root()
     image_path = Path(image).resolve()
+    try:
+        read_image_record(image_path)  # before any boot: is it an amphora image at all?
+    except AmpImageError as exc:
+        fail(str(exc), 2)
     common = ["-p", "no:cacheprovider", "-p", "amp_image.verify.checks.plugin",
               "--amp-image", str(image_path), "--amp-accel", accel, "--amp-boot", boot,
               "-v", "-ra"]

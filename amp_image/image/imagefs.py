@@ -114,7 +114,13 @@ def mounted_image(image: Path, workdir: Path | None = None) -> Iterator[Path]:
         stack.callback(subprocess.run, ["losetup", "-d", loop], capture_output=True)
         mnt = tmp / "root"
         mnt.mkdir()
-        fstype = run(["blkid", "-o", "value", "-s", "TYPE", loop]).strip()
+        probe = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", loop],
+                               capture_output=True, text=True)
+        fstype = probe.stdout.strip()
+        if probe.returncode != 0 or not fstype:
+            raise AmpImageError(f"{image} is not a disk image amp-image can read (no file "
+                                "system in it); pass a qcow2 or raw image that amp-image "
+                                "build made")
         options = "ro,noload" if fstype.startswith("ext") else "ro"
         run(["mount", "-o", options, loop, str(mnt)])
         stack.callback(subprocess.run, ["umount", str(mnt)], capture_output=True)
