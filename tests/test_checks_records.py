@@ -43,6 +43,7 @@ def test_record_of_a_default_image(tmp_path):
     assert record.vf_driver_files[2] == VfDriver("mlx5_core", "6.12.2",
                                                  "/lib/modules/6.12.2/mlx5_core.ko.xz")
     assert record.agent["AMPHORA_AGENT_VERSION"] == "19.0.0"
+    assert not record.root_password and not record.root_password_ssh
 
 
 def test_record_of_an_iptables_no_sriov_no_sshd_image(tmp_path):
@@ -51,6 +52,14 @@ def test_record_of_an_iptables_no_sriov_no_sshd_image(tmp_path):
     assert record.firewall == "iptables"
     assert not record.has_sshd
     assert not record.sriov and record.vf_drivers == []
+
+
+@pytest.mark.parametrize("ssh", ["no", "yes"])
+def test_record_of_a_debug_image_with_a_root_password(tmp_path, ssh):
+    record = read_image_record(_image_with_record(
+        tmp_path, root_password=f"AMP_ROOT_PASSWORD=set\nAMP_ROOT_PASSWORD_SSH={ssh}\n"))
+    assert record.root_password
+    assert record.root_password_ssh is (ssh == "yes")
 
 
 def test_an_image_older_than_the_sshd_record_has_sshd():

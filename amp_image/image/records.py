@@ -1,7 +1,7 @@
 """What a built image records about itself in /etc/amp-image.
 
 The elements write one file per fact (``amphora-agent``, ``firewall``,
-``kernels``, ``vf-drivers``, ``sshd``); ``amphora-base`` copies them to DIB's
+``kernels``, ``vf-drivers``, ``sshd``, ``root-password``); ``amphora-base`` copies them to DIB's
 manifests beside the image (``NAME.d/dib-manifests/amp-image``).  One parser,
 :func:`parse_record`, reads them wherever they come from: that copy, a
 read-only mount of the image, or a booted amphora over SSH.
@@ -21,6 +21,7 @@ SSHD_RECORD = f"{RECORD_DIR}/sshd"
 VF_DRIVERS_RECORD = f"{RECORD_DIR}/vf-drivers"
 FIREWALL_RECORD = f"{RECORD_DIR}/firewall"
 AGENT_RECORD = f"{RECORD_DIR}/amphora-agent"
+ROOT_PASSWORD_RECORD = f"{RECORD_DIR}/root-password"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class ImageRecord:
     packages: dict[str, str] = field(default_factory=dict)
     # apt's package indexes at build time (apt-indexes).
     apt_indexes: list[AptIndex] = field(default_factory=list)
+    # root-passwd (a debug image): root has a password, on the serial console and,
+    # when asked, over SSH.  Never the password or its hash.
+    root_password: bool = False
+    root_password_ssh: bool = False
 
     @property
     def has_sshd(self) -> bool:
@@ -121,6 +126,7 @@ def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
 
     vf_text = read("vf-drivers")
     files = parse_vf_drivers(vf_text or "")
+    root_password = key_values(text("root-password"))
     return ImageRecord(
         agent=key_values(text("amphora-agent")),
         kernels=text("kernels").split(),
@@ -130,6 +136,8 @@ def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
         firewall=key_values(text("firewall")).get("AMP_FIREWALL", ""),
         sshd=key_values(text("sshd")).get("AMP_SSHD", ""),
         apt_indexes=parse_apt_indexes(text("apt-indexes")),
+        root_password=root_password.get("AMP_ROOT_PASSWORD") == "set",
+        root_password_ssh=root_password.get("AMP_ROOT_PASSWORD_SSH") == "yes",
     )
 
 

@@ -97,6 +97,24 @@ class BootedAmphora:
         spec, kw = "paramiko://amphora", {"ssh_config": str(self.ssh_config)}
         return Host(get_backend(spec, **kw)) if fresh else testinfra.get_host(spec, **kw)
 
+    def ssh_password_login(self, user: str, password: str) -> bool:
+        """Whether sshd lets user in with password alone (no key offered) to a shell
+        that answers."""
+        import paramiko
+
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(self.machine.spec.host_address, self.machine.ports[22],
+                           username=user, password=password, look_for_keys=False,
+                           allow_agent=False, timeout=30, auth_timeout=30)
+            _, out, _ = client.exec_command("id -un", timeout=30)
+            return out.read().decode().strip() == user
+        except paramiko.AuthenticationException:
+            return False
+        finally:
+            client.close()
+
 
 def _write_ssh_config(workdir: Path, address: str, port: int, identity: Path) -> Path:
     path = workdir / "ssh_config"

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,9 @@ class Machine:
         self.started = 0.0
         self.ports: dict[int, int] = {}
         self.serial_log = spec.workdir / "serial.log"
+        # The console's socket (serialconsole.py): in a short private folder of its
+        # own, as a Unix socket path must fit in 108 bytes.
+        self.console_dir: Path | None = None
         self.overlay = spec.workdir / "overlay.qcow2"
 
     def __enter__(self) -> Machine:
@@ -111,7 +115,9 @@ class Machine:
             QEMU, "-machine", f"{spec.machine},accel={spec.accel}",
             "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-display", "none", "-no-user-config", "-nodefaults",
-            "-serial", f"file:{self.serial_log}",
+            "-chardev", f"socket,id=ttyS0,path={self.console_socket},server=on,wait=off,"
+                        f"logfile={self.serial_log}",
+            "-serial", "chardev:ttyS0",
             "-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe",
             "-netdev", f"user,id=mgmt,{hostfwd}",
             "-device", f"virtio-net-pci,netdev=mgmt,mac={spec.mgmt_mac}",
@@ -140,6 +146,7 @@ class Machine:
                         str(self._pinned_image()), str(self.overlay)], check=True)
         self.ports = dict(spec.host_ports or {p: free_port() for p in spec.forward_ports})
         self.serial_log.write_bytes(b"")
+        self.console_dir = Path(tempfile.mkdtemp(prefix="amp-console-"))
         cmd = self.command()
         (spec.workdir / "qemu.cmd").write_text(" ".join(cmd) + "\n")
         self.started = time.monotonic()
@@ -168,6 +175,15 @@ class Machine:
                 self.proc.wait()
         self.overlay.unlink(missing_ok=True)
         (self.spec.workdir / "base-image").unlink(missing_ok=True)
+        if self.console_dir:
+            shutil.rmtree(self.console_dir, ignore_errors=True)
+            self.console_dir = None
+
+    @property
+    def console_socket(self) -> Path:
+        """The guest's ttyS0 (QEMU listens; the serial log records it either way)."""
+        assert self.console_dir is not None, "the VM is not started"
+        return self.console_dir / "ttyS0"
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

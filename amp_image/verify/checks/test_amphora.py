@@ -11,18 +11,22 @@ check that does not apply to the image is skipped, naming the record.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
 import pytest
 
+from amp_image.build import rootpw
 from amp_image.image.records import (
     AGENT_RECORD,
     FIREWALL_RECORD,
+    ROOT_PASSWORD_RECORD,
     SSHD_RECORD,
     VF_DRIVERS_RECORD,
 )
 from amp_image.poll import PollTimeout, poll_until
+from amp_image.verify.serialconsole import can_log_in
 
 # The firewall's package (nftables or iptables) follows the record: see
 # test_firewall_package_as_recorded.
@@ -273,14 +277,45 @@ def test_sos_report_runs(amphora_host):
 
 # --- security -------------------------------------------------------------------------
 
-def test_no_root_password(amphora_host):
+DEBUG_IMAGE = (f"not applicable: {ROOT_PASSWORD_RECORD} records a root password (a debug "
+               "image, built with -r or AMP_ROOT_PASSWORD)")
+
+def test_no_root_password(amphora_host, image_record):
+    if image_record.root_password:
+        pytest.skip(DEBUG_IMAGE)
     field = amphora_host.check_output("getent shadow root").split(":")[1]
     assert field in ("*", "!", "!*", "!!") or field.startswith("!"), "root has a password"
 
 
-def test_sshd_key_only(amphora_host):
+def test_sshd_password_logins_as_recorded(amphora_host, image_record):
+    """Key only, unless the image was built with --root-password-ssh."""
     config = amphora_host.check_output("sshd -T")
-    assert "passwordauthentication no" in config
+    wanted = "yes" if image_record.root_password_ssh else "no"
+    assert f"passwordauthentication {wanted}" in config
+
+
+def _root_password(record) -> str:
+    if not record.root_password:
+        pytest.skip(f"not applicable: no {ROOT_PASSWORD_RECORD}, root has no password")
+    password = os.environ.get(rootpw.ENV_VAR, "")
+    if not password:
+        pytest.skip(f"not checked: {ROOT_PASSWORD_RECORD} says root has a password; set "
+                    f"{rootpw.ENV_VAR} to it for amp-image test to log in with it")
+    return password
+
+
+def test_root_logs_in_on_the_serial_console(amphora, amphora_record):
+    """A debug image (-r): root's password works on ttyS0, and only that password."""
+    password = _root_password(amphora_record)
+    console = amphora.machine.console_socket
+    assert not can_log_in(console, "root", password + "-wrong"), "a wrong password logs in"
+    assert can_log_in(console, "root", password), "root's password did not log in"
+
+
+def test_root_password_over_ssh_as_recorded(amphora, amphora_host, image_record):
+    """Password logins over SSH work only when asked (--root-password-ssh)."""
+    password = _root_password(image_record)
+    assert amphora.ssh_password_login("root", password) is image_record.root_password_ssh
 
 
 def test_ssh_host_keys_made_at_first_boot(amphora_host):

@@ -38,8 +38,10 @@ STUB
 chmod +x /tmp/stub/chpasswd
 export PATH=/tmp/stub:$PATH
 /mnt/30-sshd-amphora
-/mnt/99-root-passwd
+AMP_IMAGE_ROOT=/tmp/image /mnt/99-root-passwd
 cat /tmp/chpasswd.seen
+echo "== record"
+cat /tmp/image/etc/amp-image/root-password
 for f in /etc/ssh/sshd_config.d/*.conf; do
     echo "== $(basename "$f")"
     cat "$f"
@@ -47,9 +49,10 @@ done
 """
 
 
-def run_elements(tmp_path: Path, ssh: bool) -> tuple[str, dict[str, list[str]]]:
+def run_elements(tmp_path: Path, ssh: bool) -> tuple[str, dict[str, list[str]], list[str]]:
     """The host-side staging script, then rebind-sshd's and root-passwd's in-image
-    scripts (chpasswd stubbed).  Returns what chpasswd got and the sshd drop-ins."""
+    scripts (chpasswd stubbed).  Returns what chpasswd got, the sshd drop-ins and the
+    image's root-password record."""
     hashed = rootpw.hash_password(SECRET)
     hash_file = tmp_path / "root-password.hash"
     hash_file.write_text(hashed + "\n")
@@ -70,7 +73,9 @@ def run_elements(tmp_path: Path, ssh: bool) -> tuple[str, dict[str, list[str]]]:
     for block in ("== " + rest).split("== ")[1:]:
         name, _, body = block.partition("\n")
         dropins[name] = body.splitlines()
-    return seen.replace(hashed, "<HASH>"), dropins
+    record = dropins.pop("record")
+    assert SECRET not in out
+    return seen.replace(hashed, "<HASH>"), dropins, record
 
 
 def sshd_effective(dropins: dict[str, list[str]], keyword: str) -> str | None:
@@ -85,15 +90,17 @@ def sshd_effective(dropins: dict[str, list[str]], keyword: str) -> str | None:
 
 
 def test_element_sets_only_the_hash_and_no_password_ssh_by_default(tmp_path):
-    seen, dropins = run_elements(tmp_path, ssh=False)
+    seen, dropins, record = run_elements(tmp_path, ssh=False)
     assert seen == "args: -e\nroot:<HASH>\n"
+    assert record == ["AMP_ROOT_PASSWORD=set", "AMP_ROOT_PASSWORD_SSH=no"]
     assert sorted(dropins) == ["10-amphora.conf"]
     assert sshd_effective(dropins, "PasswordAuthentication") == "no"
 
 
 def test_element_password_ssh_when_asked_wins_over_rebind_sshd(tmp_path):
-    seen, dropins = run_elements(tmp_path, ssh=True)
+    seen, dropins, record = run_elements(tmp_path, ssh=True)
     assert seen == "args: -e\nroot:<HASH>\n"
+    assert record == ["AMP_ROOT_PASSWORD=set", "AMP_ROOT_PASSWORD_SSH=yes"]
     assert sorted(dropins) == ["05-root-passwd.conf", "10-amphora.conf"]
     assert sshd_effective(dropins, "PasswordAuthentication") == "yes"
     assert sshd_effective(dropins, "PermitRootLogin") == "yes"
