@@ -1,6 +1,24 @@
 """Small helpers shared by the test modules."""
 
+import subprocess
 from pathlib import Path
+
+
+def leftovers(work: Path) -> list[str]:
+    """Mounts, loop devices and processes that still refer to the work dir."""
+    found = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+             if str(work) in line]
+    loops = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"],
+                           capture_output=True, text=True).stdout
+    found += [line for line in loops.splitlines() if str(work) in line]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(work) in args:
+            found.append(f"process {cmdline.parent.name}: {args[:200]}")
+    return found
 
 
 def no_cloud_env(tmp_path: Path) -> dict[str, str | None]:

@@ -10,22 +10,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from conftest import AMP_IMAGE
+from helpers import leftovers
 
 pytestmark = pytest.mark.image
-
-
-def leftovers(work: Path) -> list[str]:
-    """Mounts and loop devices that still refer to the work dir."""
-    found = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-             if str(work) in line]
-    loops = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"],
-                           capture_output=True, text=True).stdout
-    found += [line for line in loops.splitlines() if str(work) in line]
-    return found
 
 
 def test_missing_vf_driver_fails_the_build_naming_it(built_image, tmp_path):

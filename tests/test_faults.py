@@ -1,0 +1,248 @@
+"""Fault injection, for real: each fault gives a one-line error naming the cause and the
+fix, a non-zero exit, no image at the output path, no mount, loop device, process or
+lock left behind, and the build right after it in the same work dir passes.
+
+The builds share one work dir, a tmpfs of its own (so that it can be made full), and
+run in order:
+
+* the faults found before the build starts (preflight: the Debian mirror, the package
+  index behind a dead proxy, an agent release PyPI lacks; a missing or read-only
+  output folder) and images that are not images (``test``, ``publish``);
+* the work dir full;
+* ``kill -9`` of the whole build (its process group, DIB and chroot included) in each
+  DIB phase: root.d, install.d, finalise.d and the qcow2 conversion.  Each next build
+  is the rebuild after the kill before it: it must release what the killed one left
+  and get further than where that one died;
+* the last build completes, from a cache whose debootstrap tarball was truncated: it is
+  set aside, not trusted, and bootstrapped afresh.
+
+Each fault's row (error line, seconds to fail, leftovers, rebuild) goes to
+build/faults.json, for the record.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import AMP_IMAGE, ROOT
+from helpers import leftovers
+
+from amp_image.build import debootstrap_cache
+
+pytestmark = pytest.mark.image
+
+REPORT = ROOT / "build" / "faults.json"
+ROWS: list[dict] = []
+# DIB's output under --verbose, where each phase (or the conversion) begins.
+PHASES = {"root.d": "/root.d/", "install.d": "/install.d/", "finalise.d": "/finalise.d/",
+          "conversion": "Converting image using qemu-img convert"}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A work dir on a tmpfs of its own."""
+    work = tmp_path_factory.mktemp("faults") / "work"
+    work.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8g,mode=0755", "amp-faults",
+                    str(work)], check=True)
+    yield work
+    subprocess.run(["umount", "--lazy", str(work)], check=False)
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(ROWS, indent=1) + "\n")
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults-out") / "amp.qcow2"
+
+
+def left_in(work: Path) -> list[str]:
+    """leftovers() but the work dir's own tmpfs."""
+    return [line for line in leftovers(work) if line.split()[4:5] != [str(work)]]
+
+
+def lock_is_free(work: Path) -> bool:
+    lock = work / ".amp-image.lock"
+    if not lock.exists():
+        return True
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
+
+
+def build(work: Path, output: Path, *args: str, env: dict | None = None,
+          cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.monotonic()
+    result = subprocess.run([AMP_IMAGE, "build", "--work-dir", str(work), "-o", str(output),
+                             *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=1800, env={**os.environ, **(env or {})}, cwd=cwd)
+    return result, time.monotonic() - start
+
+
+def assert_failed_cleanly(fault: str, result: subprocess.CompletedProcess, seconds: float,
+                          work: Path, output: Path, *words: str, code: int = 1) -> None:
+    """One error line naming the cause and the fix, the exit code, nothing left."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("amp-image: error: "), result.stderr
+    assert all(w in lines[0] for w in words), (words, lines[0])
+    left = left_in(work)
+    ROWS.append({"fault": fault, "error": lines[0], "seconds": round(seconds, 1),
+                 "leftovers": len(left), "rebuild": "see the last build"})
+    assert not output.exists(), f"{output} was written"
+    assert left == [] and lock_is_free(work), left
+
+
+def test_debian_mirror_unreachable(work, output):
+    mirror = f"http://127.0.0.1:{closed_port()}/debian"
+    result, seconds = build(work, output, "--mirror", mirror)
+    assert_failed_cleanly("Debian mirror unreachable", result, seconds, work, output,
+                          "the Debian mirror is unreachable", mirror, "--mirror")
+
+
+def test_package_index_behind_a_dead_proxy(work, output):
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    result, seconds = build(work, output, env={"https_proxy": proxy, "HTTPS_PROXY": proxy})
+    assert_failed_cleanly("package index unreachable (dead https_proxy)", result, seconds,
+                          work, output, "the Python package index is unreachable", proxy,
+                          "fix or unset https_proxy")
+
+
+def test_agent_release_that_does_not_exist(work, output):
+    result, seconds = build(work, output, "--agent-version", "19.0.77")
+    assert_failed_cleanly("agent version not on PyPI", result, seconds, work, output,
+                          "octavia 19.0.77 is not on PyPI", "--agent-version")
+
+
+def test_missing_output_folder(work, tmp_path):
+    missing = tmp_path / "no-such-folder" / "amp.qcow2"
+    result, seconds = build(work, missing)
+    assert_failed_cleanly("missing output folder", result, seconds, work, missing,
+                          "does not exist", "create it or choose another -o")
+    assert not missing.parent.exists()
+
+
+def test_read_only_output_folder(work, tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "amp-ro", str(folder)],
+                   check=True)
+    try:
+        result, seconds = build(work, folder / "amp.qcow2")
+        assert_failed_cleanly("read-only output folder", result, seconds, work,
+                              folder / "amp.qcow2", f"cannot write to {folder}",
+                              "choose another -o")
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("verb", ["test", "publish"])
+def test_a_file_that_is_not_an_image(work, tmp_path, verb):
+    fake = tmp_path / "amphora.qcow2"
+    fake.write_text("not an image\n")
+    dest = tmp_path / "published"
+    args = [str(fake)] + (["--dest", str(dest)] if verb == "publish" else [])
+    start = time.monotonic()
+    result = subprocess.run([AMP_IMAGE, verb, *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=300)
+    seconds = time.monotonic() - start
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert lines and lines[-1] == (f"amp-image: error: {fake} is not a disk image amp-image "
+                                   "can read (no file system in it); pass a qcow2 or raw "
+                                   "image that amp-image build made"), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert not dest.exists()
+    assert fake.read_text() == "not an image\n"
+    assert leftovers(tmp_path) == []
+    ROWS.append({"fault": f"not an image ({verb})", "error": lines[-1],
+                 "seconds": round(seconds, 1), "leftovers": 0, "rebuild": "n/a"})
+
+
+def test_work_dir_full(work, output):
+    """The chroot in the work dir (--no-tmpfs), the work dir made 64 MiB: debootstrap's
+    tarball no longer fits."""
+    subprocess.run(["mount", "-o", "remount,size=64m", str(work)], check=True)
+    try:
+        result, seconds = build(work, output, "--no-tmpfs")
+    finally:
+        subprocess.run(["mount", "-o", "remount,size=8g", str(work)], check=True)
+    assert_failed_cleanly("work dir full", result, seconds, work, output,
+                          "no space left on device", "--work-dir")
+
+
+def kill_in(phase: str, work: Path, output: Path) -> dict:
+    """Start a build, kill -9 its whole process group when DIB enters phase."""
+    start = time.monotonic()
+    proc = subprocess.Popen([AMP_IMAGE, "build", "--verbose", "--work-dir", str(work), "-o",
+                             str(output)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    said: list[str] = []
+    for line in proc.stdout:
+        said.append(line)
+        if PHASES[phase] in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.stdout.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(said[-40:])
+    return {"phase": phase, "seconds": time.monotonic() - start, "output": "".join(said),
+            "left": left_in(work)}
+
+
+def test_kill_9_in_each_phase_then_rebuild(work, output, tmp_path):
+    """Each build is the rebuild after the kill before it; the last one completes, from a
+    cache whose debootstrap tarball is truncated."""
+    killed: list[dict] = []
+    for phase in PHASES:
+        kill = kill_in(phase, work, output)
+        if killed:
+            # The rebuild released what the build killed before it had left.
+            earlier = killed[-1]["left"]
+            assert not set(earlier) & set(kill["left"]), earlier
+            if earlier:
+                assert "cleanup of an earlier build" in kill["output"], kill["output"][-3000:]
+        assert not output.exists(), f"a partial image at {output} after kill -9 in {phase}"
+        assert lock_is_free(work)
+        killed.append(kill)
+
+    cache = tmp_path / "cache"
+    shared = Path("~/.cache/image-create").expanduser()
+    shutil.copytree(shared / "apt", cache / "apt", copy_function=os.link)
+    tarball = debootstrap_cache.tarball_path(cache, "trixie", "amd64")
+    original = debootstrap_cache.tarball_path(shared, "trixie", "amd64")
+    with open(original, "rb") as src, open(tarball, "wb") as dst:
+        dst.write(src.read(original.stat().st_size // 3))
+    result, seconds = build(work, output, "--cache-dir", str(cache))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"the debootstrap cache {tarball} is damaged" in result.stdout
+    assert debootstrap_cache.damage(tarball) == ""  # a new, sound one
+    assert output.is_file()
+    assert left_in(work) == [] and lock_is_free(work)
+    for kill in killed:
+        ROWS.append({"fault": f"kill -9 in {kill['phase']}", "error": "(killed: no message)",
+                     "seconds": round(kill["seconds"], 1),
+                     "leftovers": f"{len(kill['left'])} at the kill, 0 after the rebuild",
+                     "rebuild": "passed (the next build got further)"})
+    ROWS.append({"fault": "truncated debootstrap tarball", "error": "(detected, set aside)",
+                 "seconds": round(seconds, 1), "leftovers": 0, "rebuild": "passed"})
