@@ -211,5 +211,5 @@ fi
 if [ -n "$AMP_ROOTPW" ]; then
     export AMP_ROOT_PASSWORD=$AMP_ROOTPW
 fi
-unset AMP_ROOTPW
+unset AMP_ROOTPW AMP_VENV
 exec "$venv/bin/amp-image" build "${opts[@]}" "${extra[@]}"
