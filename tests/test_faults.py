@@ -42,9 +42,15 @@ pytestmark = pytest.mark.image
 
 REPORT = ROOT / "build" / "faults.json"
 ROWS: list[dict] = []
-# DIB's output under --verbose, where each phase (or the conversion) begins.
-PHASES = {"root.d": "/root.d/", "install.d": "/install.d/", "finalise.d": "/finalise.d/",
+# DIB's output under --verbose, where each phase's first script (or the conversion)
+# starts; not the "Copying hooks .../install.d/..." lines before the build.
+PHASES = {"root.d": "dib-run-parts Running /", "install.d": "dib-run-parts Running /",
+          "finalise.d": "dib-run-parts Running /",
           "conversion": "Converting image using qemu-img convert"}
+
+
+def entered(phase: str, line: str) -> bool:
+    return PHASES[phase] in line and (phase == "conversion" or f"/{phase}/" in line)
 
 
 def closed_port() -> int:
@@ -200,7 +206,7 @@ def kill_in(phase: str, work: Path, output: Path) -> dict:
     said: list[str] = []
     for line in proc.stdout:
         said.append(line)
-        if PHASES[phase] in line:
+        if entered(phase, line):
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.stdout.read()
