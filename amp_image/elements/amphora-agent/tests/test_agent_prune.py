@@ -52,7 +52,8 @@ def venv(tmp_path: Path) -> Path:
 
 def prune(venv: Path, names: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DIB_AMP_AGENT_PRUNE=names, AMP_AGENT_VENV_DIR=str(venv),
-               AMP_AGENT_RECORD_DIR=str(venv.parent / "record"), AMP_AGENT_BIN_DIR=str(venv.parent / "bin"))
+               AMP_AGENT_RECORD_DIR=str(venv.parent / "record"),
+               AMP_AGENT_BIN_DIR=str(venv.parent / "bin"))
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
 
 
