@@ -3,21 +3,15 @@ repositories with git ls-remote (no stubs)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import git
 
 from amp_image.build.gitref import full_ref, needs_lookup, pick_full_ref
 from amp_image.build.plan import AgentSource, BuildOptions
 from amp_image.cli.build import with_full_agent_ref
 from amp_image.errors import PlanError
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=amp-image test",
-                           "-c", "user.email=test@amp-image.invalid", *args],
-                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture
