@@ -8,6 +8,7 @@ the console transcript (getty does not echo it).
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from amp_image.errors import AmpImageError
@@ -16,6 +17,8 @@ from amp_image.poll import PollTimeout, poll_until
 # What the shell prints for the command below: computed in the guest, so the
 # echo of the typed line (with $(...) unexpanded) cannot match it.
 COMMAND = b"echo AMP-$(id -un)-$((6*7))\r"
+# Longer than login's pause after a failed attempt (pam_faildelay: 3 s on Debian).
+QUIET_SECONDS = 5.0
 
 
 class ConsoleError(AmpImageError):
@@ -27,6 +30,7 @@ class SerialConsole:
         self.path, self.timeout = path, timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.seen = b""
+        self.secrets: list[bytes] = []
 
     def __enter__(self) -> SerialConsole:
         self.sock.connect(str(self.path))
@@ -37,6 +41,14 @@ class SerialConsole:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def _tail(self) -> str:
+        """The last output, for an error: a password typed at the wrong prompt is
+        echoed, so what was sent as one is blanked out."""
+        tail = self.seen[-200:]
+        for secret in self.secrets:
+            tail = tail.replace(secret, b"********")
+        return tail.decode(errors="replace")
 
     def _marker_seen(self, markers: tuple[bytes, ...]) -> bytes | None:
         """The first of markers in what came so far (consumed up to it), else read more."""
@@ -61,17 +73,59 @@ class SerialConsole:
             return poll_until(lambda: self._marker_seen(markers), timeout=self.timeout,
                               interval=0)
         except PollTimeout:
-            tail = self.seen[-200:].decode(errors="replace")
             raise ConsoleError(f"serial console: none of {markers} after {self.timeout:.0f} "
-                               f"s; last output: {tail!r}") from None
+                               f"s; last output: {self._tail()!r}") from None
+
+    def _output_until_quiet(self) -> bytes:
+        """All the console prints until it has been silent for QUIET_SECONDS."""
+        self.sock.settimeout(QUIET_SECONDS)
+        output = b""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                return output
+            if not chunk:
+                raise ConsoleError("serial console: QEMU closed the socket")
+            output += chunk
+            self.seen += chunk
+        raise ConsoleError(f"serial console: still printing after {self.timeout:.0f} s; "
+                           f"last output: {self._tail()!r}")
+
+    def _at_quiet_login_prompt(self) -> bool:
+        last = self._output_until_quiet().rstrip()
+        if last.endswith(b"login:"):
+            return True
+        if last.endswith((b"#", b"$")):
+            self.send(b"exit\r")  # a shell left open: the getty comes back after it
+        else:
+            self.send(b"\r")  # ends a pending password prompt, or wakes the getty
+        return False
+
+    def to_login_prompt(self) -> None:
+        """Bring the console to a "login: " prompt that nothing typed is pending on.
+
+        What came before is unknown: agetty's prompt, login's own after a failed
+        attempt (where an empty line is itself an attempt, answered after a pause),
+        or a password prompt.  Typing ahead of such a state shifts every answer by
+        one prompt, so this waits for the console to fall silent at "login:".
+        """
+        self.send(b"\r")
+        try:
+            poll_until(self._at_quiet_login_prompt, timeout=self.timeout, interval=0)
+        except PollTimeout:
+            raise ConsoleError(f"serial console: no quiet login prompt after "
+                               f"{self.timeout:.0f} s; last output: {self._tail()!r}") from None
+        self.seen = b""
 
     def login(self, user: str, password: str) -> bool:
         """True if the getty let user in with password (a shell answered), False if it
         said "Login incorrect"."""
-        self.send(b"\r")
-        self.expect(b"login: ")
+        self.to_login_prompt()
         self.send(user.encode() + b"\r")
         self.expect(b"Password: ")
+        self.secrets.append(password.encode())
         self.send(password.encode() + b"\r")
         if self.expect(b"Login incorrect", b"# ", b"$ ") == b"Login incorrect":
             return False

@@ -308,14 +308,18 @@ def test_root_logs_in_on_the_serial_console(amphora, amphora_record):
     """A debug image (-r): root's password works on ttyS0, and only that password."""
     password = _root_password(amphora_record)
     console = amphora.machine.console_socket
-    assert not can_log_in(console, "root", password + "-wrong"), "a wrong password logs in"
-    assert can_log_in(console, "root", password), "root's password did not log in"
+    # Results bound first: pytest would print the call, password and all, on a failure.
+    wrong_logs_in = can_log_in(console, "root", password + "-wrong")
+    assert not wrong_logs_in, "a wrong password logs in"
+    right_logs_in = can_log_in(console, "root", password)
+    assert right_logs_in, "root's password did not log in"
 
 
 def test_root_password_over_ssh_as_recorded(amphora, amphora_host, image_record):
     """Password logins over SSH work only when asked (--root-password-ssh)."""
     password = _root_password(image_record)
-    assert amphora.ssh_password_login("root", password) is image_record.root_password_ssh
+    logs_in = amphora.ssh_password_login("root", password)  # bound: see above
+    assert logs_in is image_record.root_password_ssh
 
 
 def test_ssh_host_keys_made_at_first_boot(amphora_host):
