@@ -21,6 +21,15 @@ def leftovers(work: Path) -> list[str]:
     return found
 
 
+def loop_devices() -> set[str]:
+    """Every attached loop device with its backing file: a loop whose file sat on a
+    mount since unmounted names it relative to that mount, so leftovers() cannot
+    tie it to a work dir; compare these sets before and after instead."""
+    listing = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"],
+                             capture_output=True, text=True, check=True).stdout
+    return {" ".join(line.split()) for line in listing.splitlines()}
+
+
 def no_cloud_env(tmp_path: Path) -> dict[str, str | None]:
     """No OS_CLOUD, no openrc, and a clouds.yaml search path that finds nothing."""
     empty = tmp_path / "empty"

@@ -163,3 +163,32 @@ def test_mounts_under_a_work_dir_deepest_first(tmp_path):
         subprocess.run(["umount", str(inner)], capture_output=True)
         subprocess.run(["umount", str(outer)], capture_output=True)
     assert leftovers._mounts_under(tmp_path) == []
+
+
+def test_a_killed_builds_loops_on_its_tmpfs_are_detached(tmp_path):
+    """Real tmpfs, loop device and ext4 mount (root, as the suite runs), laid out as a
+    build killed in finalise.d leaves them: the image file on a tmpfs in the work dir,
+    a loop on it, its filesystem mounted.  The loop is found before the tmpfs is
+    unmounted, when its backing file still names the work dir."""
+    image_dir = tmp_path / "work" / "tmp" / "dib_image.x"
+    mnt = tmp_path / "work" / "tmp" / "dib_build.x" / "mnt"
+    image_dir.mkdir(parents=True)
+    mnt.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "amp-test", str(image_dir)], check=True)
+    image = image_dir / "image0.raw"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", str(image)], check=True)
+    loop = subprocess.run(["losetup", "--show", "-f", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        subprocess.run(["mount", loop, str(mnt)], check=True)
+        released = leftovers.release_leftovers(tmp_path / "work")
+        attached = subprocess.run(["losetup", "-l", "-n", "-O", "NAME"], check=True,
+                                  capture_output=True, text=True).stdout.split()
+        assert loop not in attached, released
+        assert f"losetup -d {loop}" in released
+        assert leftovers._mounts_under(tmp_path) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", str(image_dir)], capture_output=True)
+        subprocess.run(["losetup", "-d", loop], capture_output=True)

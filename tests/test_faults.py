@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AMP_IMAGE, ROOT
-from helpers import leftovers
+from helpers import leftovers, loop_devices
 
 from amp_image.build import debootstrap_cache
 
@@ -219,6 +219,7 @@ def kill_in(phase: str, work: Path, output: Path) -> dict:
 def test_kill_9_in_each_phase_then_rebuild(work, output, tmp_path):
     """Each build is the rebuild after the kill before it; the last one completes, from a
     cache whose debootstrap tarball is truncated."""
+    loops_before = loop_devices()
     killed: list[dict] = []
     for phase in PHASES:
         kill = kill_in(phase, work, output)
@@ -245,6 +246,7 @@ def test_kill_9_in_each_phase_then_rebuild(work, output, tmp_path):
     assert debootstrap_cache.damage(tarball) == ""  # a new, sound one
     assert output.is_file()
     assert left_in(work) == [] and lock_is_free(work)
+    assert loop_devices() - loops_before == set(), "loop devices left after the rebuilds"
     for kill in killed:
         ROWS.append({"fault": f"kill -9 in {kill['phase']}", "error": "(killed: no message)",
                      "seconds": round(kill["seconds"], 1),

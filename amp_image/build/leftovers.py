@@ -80,14 +80,16 @@ def release_leftovers(work_dir: Path) -> list[str]:
     Only under claim_work_dir (the lock held): a running build's mounts are
     never touched.
     """
+    # Loops first: once the tmpfs holding DIB's image file is lazily unmounted, the
+    # kernel names the loop's backing file relative to that detached mount
+    # ("/image0.raw"), and nothing would tie it to this work dir any more.
+    disk_loops = _loops_backed_by([str(work_dir.resolve()) + "/"])
+    # Partition loops (the kpartx shim) are backed by the disk loop device.
+    part_loops = _loops_backed_by(disk_loops) if disk_loops else []
     released = []
     for mount_point in _mounts_under(work_dir):
         if _run(["umount", "-l", mount_point]).returncode == 0:
             released.append(f"umount {mount_point}")
-    root = str(work_dir.resolve()) + "/"
-    disk_loops = _loops_backed_by([root])
-    # Partition loops (the kpartx shim) are backed by the disk loop device.
-    part_loops = _loops_backed_by(disk_loops) if disk_loops else []
     for loop in part_loops + disk_loops:
         released += release_partitions(loop)
         if _run(["losetup", "-d", loop]).returncode == 0:
