@@ -4,6 +4,7 @@ and the real build against its own publication."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from test_publish import assert_one_line_error, make_small_image, run_publish
 
 from amp_image.cli import main
-from amp_image.publish import imagediff
+from amp_image.publish import filediff, imagediff
 
 
 def run_diff(*args):
@@ -289,6 +290,54 @@ def test_image_against_its_own_publication(small_images, tmp_path):
     assert diff["old"]["kind"] == "published" and diff["new"]["kind"] == "image"
     assert diff["packages"]["upgraded"] == [
         {"name": "haproxy", "old": "3.0.11-1", "new": "3.0.11-1+deb13u1"}]
+
+
+def test_file_by_file_diff_of_two_images(small_images):
+    """Real ext4 images (root): --files walks both trees."""
+    one, two = small_images
+    result = run_diff(str(one), str(two), "--files", "--json")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    site = "opt/amphora-agent-venv/lib/python3.13/site-packages/"
+    assert files["content_changed"] == ["etc/amp-image/amphora-agent", "etc/label",
+                                        "var/lib/dpkg/status"]
+    assert files["metadata_changed"] == []
+    assert files["only_in_old"] == [site + "octavia-19.0.0.dist-info",
+                                    DIST.format(v="19.0.0")]
+    assert files["only_in_new"] == [
+        "etc/systemd/system/multi-user.target.wants/haproxy.service",
+        site + "octavia-19.0.1.dist-info", DIST.format(v="19.0.1")]
+    assert files["by_group"] == {"etc/amp-image": 1, "etc/label": 1, "var/lib": 1,
+                                 "opt/amphora-agent-venv": 4, "etc/systemd": 1}
+    assert files["same"] == files["old_paths"] - 5 > 5
+    table = run_diff(str(one), str(two), "--files").stdout
+    assert "3 content, 0 mode/owner, 2 only old, 3 only new" in table
+    assert "  only new   etc/systemd/system/multi-user.target.wants/haproxy.service" in table
+
+
+def test_an_image_against_itself_file_by_file(small_images):
+    one, _ = small_images
+    files = json.loads(run_diff(str(one), str(one), "--files", "--json").stdout)["files"]
+    assert files["same"] == files["old_paths"] == files["new_paths"]
+    assert files["by_group"] == {}
+
+
+def test_file_by_file_needs_two_images(small_images, tmp_path):
+    one, _ = small_images
+    folder = write_folder(tmp_path / "published", OLD)
+    result = run_diff(str(folder), str(one), "--files")
+    assert_one_line_error(result, "is a published folder, whose manifest lists no files")
+
+
+def test_mode_and_owner_changes_are_told_from_content():
+    """filediff.compare on its own (a pure function)."""
+    entry = filediff.Entry("file", 0o644, (0, 0), 3, "abc")
+    old = {"a": entry, "b": entry, "c": entry}
+    new = {"a": entry, "b": dataclasses.replace(entry, mode=0o600),
+           "c": dataclasses.replace(entry, size=4, content="abcd")}
+    result = filediff.compare(old, new)
+    assert (result["same"], result["content_changed"], result["metadata_changed"]) == (
+        1, ["c"], ["b"])
 
 
 # --- the real build ---------------------------------------------------------------------------

@@ -9,27 +9,38 @@ import click
 
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError
-from amp_image.publish import imagediff
+from amp_image.publish import filediff, imagediff
 
 
 @click.command("diff")
 @click.argument("old")
 @click.argument("new")
 @click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
-def diff(old, new, as_json) -> None:
+@click.option("--files", "by_file", is_flag=True,
+              help="Also compare the two images file by file (content, mode, owner).")
+def diff(old, new, as_json, by_file) -> None:
     """What changed from OLD to NEW: packages, kernel, agent, haproxy, keepalived, units, size.
 
     OLD and NEW are images (read offline, as root) or folders amp-image published
-    (their manifest.json), in any mix."""
+    (their manifest.json), in any mix; --files needs two images."""
     stop_on_sigterm()
+    paths = [Path(p).expanduser() for p in (old, new)]
     try:
-        sides = [imagediff.read_side(Path(p).expanduser()) for p in (old, new)]
+        sides = [imagediff.read_side(p) for p in paths]
+        folder = next((s.path for s in sides if s.kind != "image"), None)
+        if by_file and folder:
+            fail(f"{folder} is a published folder, whose manifest lists no files; --files "
+                 "compares two images", 1)
+        result = imagediff.diff(*sides)
+        if by_file:
+            result["files"] = filediff.diff_images(*paths)
     except AmpImageError as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    result = imagediff.diff(*sides)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    else:
-        click.echo(imagediff.render_table(result), nl=False)
+        return
+    click.echo(imagediff.render_table(result), nl=False)
+    if by_file:
+        click.echo(filediff.render(result["files"]), nl=False)
