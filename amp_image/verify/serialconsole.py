@@ -8,7 +8,6 @@ the console transcript (getty does not echo it).
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 from amp_image.errors import AmpImageError
@@ -57,6 +56,11 @@ class SerialConsole:
             at, marker = min(hits)
             self.seen = self.seen[at + len(marker):]
             return marker
+        self._read()
+        return None
+
+    def _read(self) -> bytes | None:
+        """One chunk of output (kept in seen), or None after the socket's timeout."""
         try:
             chunk = self.sock.recv(4096)
         except TimeoutError:
@@ -64,7 +68,7 @@ class SerialConsole:
         if not chunk:
             raise ConsoleError("serial console: QEMU closed the socket")
         self.seen += chunk
-        return None
+        return chunk
 
     def expect(self, *markers: bytes) -> bytes:
         """Read until one of markers appears; return it."""
@@ -79,19 +83,19 @@ class SerialConsole:
     def _output_until_quiet(self) -> bytes:
         """All the console prints until it has been silent for QUIET_SECONDS."""
         self.sock.settimeout(QUIET_SECONDS)
-        output = b""
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(4096)
-            except TimeoutError:
-                return output
-            if not chunk:
-                raise ConsoleError("serial console: QEMU closed the socket")
-            output += chunk
-            self.seen += chunk
-        raise ConsoleError(f"serial console: still printing after {self.timeout:.0f} s; "
-                           f"last output: {self._tail()!r}")
+        output: list[bytes] = []
+
+        def quiet() -> bool:
+            chunk = self._read()
+            output.append(chunk or b"")
+            return chunk is None
+
+        try:
+            poll_until(quiet, timeout=self.timeout, interval=0)
+        except PollTimeout:
+            raise ConsoleError(f"serial console: still printing after {self.timeout:.0f} s; "
+                               f"last output: {self._tail()!r}") from None
+        return b"".join(output)
 
     def _at_quiet_login_prompt(self) -> bool:
         last = self._output_until_quiet().rstrip()
