@@ -3,7 +3,9 @@ defined in one place."""
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -43,13 +45,17 @@ def test_records_are_read_by_records_only():
 
 
 # Distribution -> what amp-image's code names it by (testinfra reaches the VM through
-# its paramiko backend, named in a connection string).
+# its paramiko backend; ssh_password_login imports paramiko itself).
 IMPORTED_AS = {"diskimage-builder": r"import diskimage_builder", "click": r"import click",
                "PyYAML": r"import yaml", "Jinja2": r"from jinja2 import",
                "cryptography": r"from cryptography", "pycdlib": r"import pycdlib",
                "pytest": r"import pytest", "pytest-testinfra": r"import testinfra",
-               "paramiko": r"\"paramiko://", "requests": r"import requests",
-               "cyclonedx-python-lib": r"from cyclonedx", "python-debian": r"from debian"}
+               "paramiko": r"import paramiko", "requests": r"import requests",
+               "cyclonedx-python-lib": r"from cyclonedx", "python-debian": r"from debian",
+               "packaging": r"from packaging", "packageurl-python": r"from packageurl"}
+# Top-level modules that are no runtime dependency: the optional [openstack] extra, and
+# what the conformance harness imports in its own venv (octavia's, never amp-image's).
+NOT_RUNTIME = {"openstack", "octavia", "octavia_lib", "oslo_config", "oslo_log"}
 
 
 def test_every_runtime_dependency_is_used():
@@ -76,3 +82,29 @@ def test_the_vf_driver_default_is_written_once():
     assert listing == []
     assert "ixgbevf" in plan.DEFAULT_VF_DRIVERS and "iavf" in plan.DEFAULT_VF_DRIVERS
     assert plan.element_vf_drivers(plan.VF_DRIVERS_ENVIRONMENT) == plan.DEFAULT_VF_DRIVERS
+
+
+def _third_party_imports() -> set[str]:
+    found = set()
+    for text in _sources().values():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"amp_image", "__future__"} - NOT_RUNTIME
+
+
+def test_every_import_is_a_declared_dependency():
+    """The other way round: nothing arrives only as another package's dependency."""
+    declared = "\n".join(IMPORTED_AS.values())
+    undeclared = sorted(m for m in _third_party_imports()
+                        if not re.search(rf"(import|from) {m}\b", declared))
+    assert undeclared == []
+
+
+def test_verify_never_imports_publish():
+    """The flow runs build -> verify -> publish: verify reads images through image/."""
+    back = [name for name, text in _sources().items() if name.startswith("verify/")
+            and re.search(r"from amp_image\.publish|import amp_image\.publish", text)]
+    assert back == []

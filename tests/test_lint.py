@@ -14,7 +14,7 @@ def run(cmd, **kw):
 
 
 def test_ruff():
-    result = run([str(BIN / "ruff"), "check", "amp_image", "tests"])
+    result = run([str(BIN / "ruff"), "check", "amp_image", "tests", "scripts"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

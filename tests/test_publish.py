@@ -24,6 +24,7 @@ from amp_image import version
 from amp_image.cli import main
 from amp_image.errors import PublishError
 from amp_image.image import imagefs, qemuimg
+from amp_image.image.dpkg import parse_dpkg_status
 from amp_image.publish import publisher, sbom
 from amp_image.publish.checksums import sha256_file
 from amp_image.publish.folder import MARKER_FILE, STAGING_PREFIX, write_marker
@@ -32,7 +33,6 @@ from amp_image.publish.inventory import (
     ImageInventory,
     elements_from_arguments,
     parse_dib_environment,
-    parse_dpkg_status,
 )
 from amp_image.publish.manifest import redact_environment
 

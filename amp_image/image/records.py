@@ -191,6 +191,11 @@ def manifests_beside(image: Path) -> Path:
     return image.with_name(image_stem(image) + ".d")
 
 
+def default_manifests(image: Path) -> Path:
+    """DIB leaves NAME.d/dib-manifests beside NAME.FORMAT."""
+    return manifests_beside(image) / "dib-manifests"
+
+
 def read_image_record(image: Path) -> ImageRecord:
     """What IMAGE records about itself, read without booting it.
 

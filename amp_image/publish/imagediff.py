@@ -145,9 +145,9 @@ def side_from_manifest(manifest: dict, path: str) -> Side:
 
 
 def side_from_image(image: Path, label: str) -> Side:
+    from amp_image.image.records import default_manifests
     from amp_image.publish.checksums import sha256_file
     from amp_image.publish.inventory import read_inventory
-    from amp_image.publish.publisher import default_manifests
 
     if os.geteuid() != 0:
         raise DiffError(f"{label} is an image: reading it needs a read-only loop mount, "

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from debian.deb822 import Deb822
-
+from amp_image.image.dpkg import DebPackage, parse_dpkg_status
 from amp_image.image.records import (
     AptIndex,
     VfDriver,
@@ -32,18 +31,6 @@ DIB_VALUE_OPTIONS = {
     "--max-online-resize", "--mkfs-options", "--qemu-img-options", "--ramdisk-element",
     "--root-label", "--install-type", "--docker-target", "--logfile",
 }
-
-
-@dataclass(frozen=True)
-class DebPackage:
-    name: str
-    version: str
-    architecture: str
-    source: str
-    source_version: str
-    maintainer: str = ""
-    homepage: str = ""
-    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,27 +56,6 @@ class ImageInventory:
     enabled_units: list[str] = field(default_factory=list)
     # apt's package indexes at build time (/etc/amp-image/apt-indexes).
     apt_indexes: list[AptIndex] = field(default_factory=list)
-
-
-def parse_dpkg_status(text: str) -> list[DebPackage]:
-    """The installed packages of a dpkg status file, sorted by name and architecture."""
-    packages = []
-    for p in Deb822.iter_paragraphs(text.splitlines()):
-        if p.get("Status", "").split()[-1:] != ["installed"]:
-            continue
-        source, _, source_version = p.get("Source", "").partition(" ")
-        version = p.get("Version", "")
-        packages.append(DebPackage(
-            name=p["Package"],
-            version=version,
-            architecture=p.get("Architecture", ""),
-            source=source or p["Package"],
-            source_version=source_version.strip("()") or version,
-            maintainer=p.get("Maintainer", ""),
-            homepage=p.get("Homepage", ""),
-            summary=p.get("Description", "").split("\n", 1)[0].strip(),
-        ))
-    return sorted(packages, key=lambda d: (d.name, d.architecture))
 
 
 def parse_dib_environment(text: str) -> dict[str, str]:

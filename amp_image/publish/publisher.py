@@ -45,7 +45,7 @@ from pathlib import Path
 from amp_image import version
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
-from amp_image.image.records import image_stem, manifests_beside
+from amp_image.image.records import default_manifests, image_stem
 from amp_image.publish import cloud, provenance, sbom, signing
 from amp_image.publish.checksums import SUMS_FILE, sha256_file, write_sums
 from amp_image.publish.folder import (
@@ -74,11 +74,6 @@ class PublishResult:
     glance_image_id: str = ""
     uploaded_to: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
-
-
-def default_manifests(image: Path) -> Path:
-    """DIB leaves NAME.d/dib-manifests beside NAME.FORMAT."""
-    return manifests_beside(image) / "dib-manifests"
 
 
 def published_names(image_name: str, prefix: str, signed: bool = False) -> list[str]:

@@ -19,7 +19,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from amp_image.errors import AmpImageError
-from amp_image.publish.inventory import DebPackage, ImageInventory, PythonDist
+from amp_image.image.dpkg import DebPackage
+from amp_image.publish.inventory import ImageInventory, PythonDist
 
 SBOM_FILE = "sbom.cdx.json"
 SCHEMA_VERSION = SchemaVersion.V1_6

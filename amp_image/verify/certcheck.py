@@ -528,9 +528,8 @@ def python_version_of_image(image: Path) -> tuple[int, int]:
     which needs root).
     """
     from amp_image.image import imagefs
-    from amp_image.image.records import read_record
-    from amp_image.publish.inventory import parse_dpkg_status
-    from amp_image.publish.publisher import default_manifests
+    from amp_image.image.dpkg import parse_dpkg_status
+    from amp_image.image.records import default_manifests, read_record
 
     image = Path(image)
     if not image.is_file():
