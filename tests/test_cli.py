@@ -1,5 +1,6 @@
 """amp-image's CLI: option parsing, --dry-run, and one-line errors that leave nothing behind."""
 
+import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,45 @@ def test_version_names_the_commit():
     assert result.output.startswith(f"amp-image {version.version()} (commit {head}")
     assert version.Source("0.1.0").describe() == "amp-image 0.1.0 (commit unknown)"
     assert version.source().commit_from == "git checkout"
+
+
+def test_pins_from_a_published_folder(tmp_path):
+    """--pin-packages-from reads what the folder's manifest records (no root needed);
+    SOURCE_DATE_EPOCH follows its build date."""
+    from test_diff import OLD, write_folder
+
+    folder = write_folder(tmp_path / "published", OLD)
+    result = CliRunner().invoke(main, ["build", "--dry-run", "--pin-packages-from",
+                                       str(folder)], env={"SOURCE_DATE_EPOCH": None})
+    assert result.exit_code == 0, result.output
+    plan = yaml.safe_load(result.output)
+    built = int(datetime.datetime(2026, 11, 24, 2, tzinfo=datetime.UTC).timestamp())
+    # Nine packages recorded; libc6:i386 (a foreign architecture) is not pinned.
+    assert plan["reproduce"] == {"snapshot": None, "pinned_packages": 8,
+                                 "source_date_epoch": str(built)}
+    assert "pin-package-versions" in plan["elements"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]
+
+
+def test_source_date_epoch_from_the_environment_wins(tmp_path):
+    from test_diff import OLD, write_folder
+
+    folder = write_folder(tmp_path / "published", OLD)
+    result = CliRunner().invoke(main, ["build", "--dry-run", "--pin-packages-from",
+                                       str(folder)], env={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert yaml.safe_load(result.output)["environment"]["SOURCE_DATE_EPOCH"] == "1700000000"
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["--pin-packages-from", "/no/such/image.qcow2"], {},
+     "--pin-packages-from: /no/such/image.qcow2: no such image or published folder"),
+    ([], {"SOURCE_DATE_EPOCH": "yesterday"},
+     "SOURCE_DATE_EPOCH=yesterday is not a number of seconds since 1970"),
+    (["--snapshot", "last week"], {}, "--snapshot last week: not a snapshot.debian.org "
+                                      "timestamp"),
+])
+def test_reproduction_input_errors_are_one_line(args, env, message):
+    result = CliRunner().invoke(main, ["build", "--dry-run", *args], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"amp-image: error: {message}")
+    assert result.stderr.count("\n") == 1

@@ -65,6 +65,44 @@ def test_security_mirror_follows_the_distribution_mirror():
         "http://deb.debian.org/debian-security"
 
 
+def test_a_snapshot_is_the_archive_and_the_date():
+    p = plan(snapshot="20261120T000000Z", release="bookworm")
+    main = "http://snapshot.debian.org/archive/debian/20261120T000000Z"
+    assert p.env["DIB_DISTRIBUTION_MIRROR"] == main
+    assert p.env["DIB_DEBIAN_SECURITY_MIRROR"] == (
+        "http://snapshot.debian.org/archive/debian-security/20261120T000000Z")
+    assert p.env["DIB_APT_SOURCES_CONF"].splitlines() == [
+        f"default:deb [check-valid-until=no] {main} bookworm main",
+        f"updates:deb [check-valid-until=no] {main} bookworm-updates main",
+        "security:deb [check-valid-until=no] http://snapshot.debian.org/archive/"
+        "debian-security/20261120T000000Z bookworm-security main"]
+    assert p.env["DIB_DEBOOTSTRAP_CACHE"] == p.env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] == "0"
+    assert p.env["SOURCE_DATE_EPOCH"] == "1795132800"  # 2026-11-20T00:00:00Z
+    assert p.as_dict()["reproduce"] == {"snapshot": "20261120T000000Z", "pinned_packages": 0,
+                                        "source_date_epoch": "1795132800"}
+
+
+def test_a_malformed_snapshot_is_refused():
+    with pytest.raises(PlanError, match=r"^--snapshot 2026-11-20: not a snapshot\.debian\.org "
+                                        r"timestamp; use YYYYMMDDTHHMMSSZ"):
+        plan(snapshot="2026-11-20")
+
+
+def test_package_pins_add_their_element_and_file(tmp_path):
+    p = plan(package_pins=(("haproxy", "3.0.11-1"),), source_date_epoch=1795132800,
+             work_dir=tmp_path)
+    assert "pin-package-versions" in p.elements
+    assert p.env["DIB_AMP_PACKAGE_PINS"] == str(tmp_path / "package-pins")
+    assert p.env["SOURCE_DATE_EPOCH"] == "1795132800"
+    assert p.env["DIB_DISTRIBUTION_MIRROR"] == "http://mirror.example/debian"
+
+
+def test_no_reproduction_settings_by_default():
+    p = plan()
+    assert "pin-package-versions" not in p.elements
+    assert not {"SOURCE_DATE_EPOCH", "DIB_AMP_PACKAGE_PINS", "DIB_APT_SOURCES_CONF"} & set(p.env)
+
+
 def test_host_ca_and_proxies_pass_through():
     p = plan()
     assert p.env["DIB_AMP_CA_BUNDLE"] == "/etc/ssl/ca.pem"

@@ -57,6 +57,13 @@ def test_unreachable_mirror_names_the_fix(no_proxy_env):
         preflight.check_mirror(url, "trixie", no_proxy_env)
 
 
+def test_unreachable_snapshot_archive_names_the_way_without_it(no_proxy_env):
+    url = f"http://127.0.0.1:{closed_port()}/archive/debian/20261120T000000Z"
+    with pytest.raises(PlanError, match=r"^the Debian snapshot archive is unreachable: .*; "
+                                        r".*\(--pin-packages-from IMAGE\)$"):
+        preflight.check_mirror(url, "trixie", no_proxy_env, preflight.SNAPSHOT)
+
+
 def test_agent_release_on_pypi(no_proxy_env):
     preflight.check_agent_release("19.0.0", no_proxy_env)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from amp_image import PACKAGE_DIR
 from amp_image.build import debootstrap_cache, locks
 from amp_image.build.leftovers import release_leftovers
-from amp_image.build.plan import ROOT_PASSWORD_HASH_FILE, BuildPlan
+from amp_image.build.plan import PACKAGE_PINS_FILE, ROOT_PASSWORD_HASH_FILE, BuildPlan
 from amp_image.build.progress import Progress, last_error
 from amp_image.build.shims import install_shims
 from amp_image.errors import BuildError
@@ -146,6 +146,21 @@ def root_password_file(plan: BuildPlan) -> Iterator[None]:
         remove_secrets(opts.work_dir)
 
 
+@contextmanager
+def package_pins_file(plan: BuildPlan) -> Iterator[None]:
+    """The NAME VERSION list pin-package-versions reads, for this build only."""
+    pins = plan.options.package_pins
+    if not pins:
+        yield
+        return
+    path = plan.options.work_dir / PACKAGE_PINS_FILE
+    path.write_text("".join(f"{name} {version}\n" for name, version in pins))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def run_build(
     plan: BuildPlan,
     *,
@@ -159,12 +174,13 @@ def run_build(
     """Run DIB for plan, holding the work dir (and the package cache if free)."""
     cache_dir = plan.options.cache_dir
     with claim_work_dir(plan.options.work_dir, wait=wait, emit=emit), \
-            locks.package_cache(cache_dir) as cache_user, root_password_file(plan):
+            locks.package_cache(cache_dir) as cache_user, root_password_file(plan), \
+            package_pins_file(plan):
         if cache_user:
             emit(f"the package cache in {cache_dir} is in use by amp-image PID {cache_user}: "
                  "this build bootstraps from the mirror and keeps its packages to itself")
         tarball = None
-        if not cache_user and plan.env.get("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"):
+        if not cache_user and plan.env.get("DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE") == "1":
             tarball = debootstrap_cache.tarball_path(cache_dir, plan.env["DIB_RELEASE"],
                                                      plan.env["ARCH"])
             debootstrap_cache.check(tarball, emit)

@@ -9,6 +9,7 @@ to :func:`make_plan`.  That keeps the plan easy to test and to print
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ DEFAULT_VF_DRIVERS = element_vf_drivers()
 IMAGE_FORMATS = ("qcow2", "raw", "tar", "vhd")
 # Under the work dir; see root_password_hash.
 ROOT_PASSWORD_HASH_FILE = "secrets/root-password.hash"
+PACKAGE_PINS_FILE = "package-pins"
+SNAPSHOT_ARCHIVE = "http://snapshot.debian.org/archive"
 # zstd-compressed qcow2 converts ~4x faster than zlib here and is smaller; it
 # needs QEMU >= 5.1 to read.  zlib is for clouds with older compute hosts.
 QCOW2_COMPRESSION = ("zstd", "zlib")
@@ -153,6 +156,11 @@ class BuildOptions:
     compression: str = "zstd"
     slim: bool = True
     ca_in_image: bool = False
+    # Reproducing a build: Debian's archive as of a snapshot.debian.org timestamp
+    # (20261120T000000Z), or the (name, version) of each package an earlier image has.
+    snapshot: str = ""
+    package_pins: tuple[tuple[str, str], ...] = ()
+    source_date_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,9 @@ class BuildPlan:
                 "constraints": str(self.constraints_file),
             },
             "root_password": root_password_use(opts),
+            "reproduce": {"snapshot": opts.snapshot or None,
+                          "pinned_packages": len(opts.package_pins),
+                          "source_date_epoch": self.env.get("SOURCE_DATE_EPOCH")},
             "elements": list(self.elements),
             "environment": dict(sorted(self.env.items())),
             "disk-image-create": ["disk-image-create", *self.dib_args, *self.elements],
@@ -334,10 +345,46 @@ def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
         elements.append("cpu-pinning")
     if opts.fips:
         elements.append("fips")
+    if opts.package_pins:
+        elements.append("pin-package-versions")
     elements.extend(opts.extra_elements)
     # Keep the first occurrence: DIB rejects nothing, but a repeated element
     # in the printed plan is noise.
     return tuple(dict.fromkeys(elements))
+
+
+def snapshot_epoch(stamp: str) -> int:
+    """snapshot.debian.org's timestamp (YYYYMMDDTHHMMSSZ) as seconds since the epoch."""
+    try:
+        when = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        raise PlanError(f"--snapshot {stamp}: not a snapshot.debian.org timestamp; use "
+                        "YYYYMMDDTHHMMSSZ, e.g. 20261120T000000Z") from None
+    return int(when.replace(tzinfo=datetime.UTC).timestamp())
+
+
+def _reproduce_env(opts: BuildOptions, release: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    epoch = opts.source_date_epoch
+    if opts.snapshot:
+        epoch = snapshot_epoch(opts.snapshot) if epoch is None else epoch
+        main = f"{SNAPSHOT_ARCHIVE}/debian/{opts.snapshot}"
+        security = f"{SNAPSHOT_ARCHIVE}/debian-security/{opts.snapshot}"
+        # An old snapshot's Release files are past their Valid-Until.
+        deb = "deb [check-valid-until=no]"
+        env.update({
+            "DIB_DISTRIBUTION_MIRROR": main, "DIB_DEBIAN_SECURITY_MIRROR": security,
+            "DIB_APT_SOURCES_CONF": f"default:{deb} {main} {release} main\n"
+                                    f"updates:{deb} {main} {release}-updates main\n"
+                                    f"security:{deb} {security} {release}-security main",
+            # The cached debootstrap tarball is of today's archive, not the snapshot's.
+            "DIB_DEBOOTSTRAP_CACHE": "0", "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "0",
+        })
+    if opts.package_pins:
+        env["DIB_AMP_PACKAGE_PINS"] = str(opts.work_dir / PACKAGE_PINS_FILE)
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
+    return env
 
 
 def _agent_env(opts: BuildOptions, series: constraints.Series | None,
@@ -404,6 +451,7 @@ def make_plan(opts: BuildOptions, host: HostContext, elements_dir: Path) -> Buil
         env["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] = "1"
         env["DIB_DISTRIBUTION_MIRROR"] = host.distribution_mirror
         env["DIB_DEBIAN_SECURITY_MIRROR"] = security_mirror_for(host.distribution_mirror)
+        env.update(_reproduce_env(opts, release))
     env.update(_agent_env(opts, series, constraints_file))
     if opts.sriov:
         env["DIB_AMP_VF_DRIVERS"] = " ".join(opts.vf_drivers)

@@ -39,6 +39,8 @@ class Source:
 
 
 MIRROR = Source("the Debian mirror", "use one it reaches (--mirror URL)")
+SNAPSHOT = Source("the Debian snapshot archive", "rebuild from the package versions an "
+                  "earlier image records instead (--pin-packages-from IMAGE)")
 INDEX = Source("the Python package index", "build offline (--agent-source WHEELHOUSE)")
 
 
@@ -68,12 +70,14 @@ def head_status(url: str, source: Source, env: Mapping[str, str]) -> int:
         return exc.code
 
 
-def check_mirror(mirror: str, release: str, env: Mapping[str, str]) -> None:
+def check_mirror(mirror: str, release: str, env: Mapping[str, str],
+                 source: Source = MIRROR) -> None:
     url = f"{mirror.rstrip('/')}/dists/{release}/Release"
-    status = head_status(url, MIRROR, env)
+    status = head_status(url, source, env)
     if status != 200:
-        raise PlanError(f"the Debian mirror {mirror} has no {release} (HTTP {status} for "
-                        f"{url}); choose another --mirror or --release")
+        fix = "another --snapshot" if source is SNAPSHOT else "another --mirror"
+        raise PlanError(f"{source.what} {mirror} has no {release} (HTTP {status} for "
+                        f"{url}); choose {fix} or --release")
 
 
 def released_versions(files: list[dict]) -> set[str]:
@@ -114,7 +118,8 @@ def check_sources(plan: BuildPlan, env: Mapping[str, str]) -> None:
     folder source still takes the agent's dependencies from PyPI)."""
     mirror = plan.env.get("DIB_DISTRIBUTION_MIRROR")
     if mirror:
-        check_mirror(mirror, plan.env["DIB_RELEASE"], env)
+        check_mirror(mirror, plan.env["DIB_RELEASE"], env,
+                     SNAPSHOT if plan.options.snapshot else MIRROR)
     source = plan.options.agent_source
     if source.kind == "pypi":
         check_agent_release(plan.options.agent_version, env)

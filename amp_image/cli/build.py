@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,11 +24,13 @@ from amp_image.build.plan import (
     BuildOptions,
     BuildPlan,
     make_plan,
+    snapshot_epoch,
 )
 from amp_image.cli import publish as publish_cli
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_record
+from amp_image.publish import imagediff
 from amp_image.publish.folder import check_dest
 from amp_image.publish.publisher import publish_image, published_names
 
@@ -109,6 +113,33 @@ def agent_series(series: str | None, version: str | None, source: AgentSource) -
     return constraints.series_of_branch(source.ref)
 
 
+def reproduce_options(snapshot: str | None, pin_from: str | None,
+                      env: Mapping[str, str]) -> dict:
+    """--snapshot, --pin-packages-from and SOURCE_DATE_EPOCH as BuildOptions fields."""
+    fields: dict = {"snapshot": snapshot or ""}
+    if snapshot:
+        snapshot_epoch(snapshot)  # a malformed timestamp fails here, in one line
+    built_at = None
+    if pin_from:
+        try:
+            earlier = imagediff.read_side(Path(pin_from).expanduser())
+        except AmpImageError as exc:
+            raise PlanError(f"--pin-packages-from: {exc}") from None
+        # Foreign-architecture packages (name:arch) stay as the build makes them.
+        fields["package_pins"] = tuple(sorted((name, version) for name, version
+                                              in earlier.packages.items() if ":" not in name))
+        built_at = earlier.build_date
+    if env.get("SOURCE_DATE_EPOCH"):
+        if not env["SOURCE_DATE_EPOCH"].isdigit():
+            raise PlanError(f"SOURCE_DATE_EPOCH={env['SOURCE_DATE_EPOCH']} is not a number of "
+                            "seconds since 1970; unset it or give one")
+        fields["source_date_epoch"] = int(env["SOURCE_DATE_EPOCH"])
+    elif built_at:
+        when = datetime.datetime.fromisoformat(built_at.replace("Z", "+00:00"))
+        fields["source_date_epoch"] = int(when.timestamp())
+    return fields
+
+
 def build_options(**kw) -> BuildOptions:
     constraints_file = _resolve(kw["constraints"])
     if constraints_file and not constraints_file.is_file():
@@ -151,6 +182,7 @@ def build_options(**kw) -> BuildOptions:
         slim=kw["slim"],
         ca_in_image=kw["ca_in_image"],
         trace=kw["trace"],
+        **reproduce_options(kw["snapshot"], kw["pin_packages_from"], os.environ),
     )
 
 
@@ -232,6 +264,11 @@ BUILD_OPTIONS = [
                  help="Debian mirror to build from [DIB_DISTRIBUTION_MIRROR, else the one "
                       "this host's apt sources use]; its security archive is the "
                       "debian-security beside it."),
+    click.option("--snapshot", help="Build from Debian's archive as it was at this "
+                 "snapshot.debian.org timestamp (YYYYMMDDTHHMMSSZ); SOURCE_DATE_EPOCH follows it."),
+    click.option("--pin-packages-from", help="Install every Debian package at the version "
+                 "this earlier image (or folder it was published to) records; "
+                 "SOURCE_DATE_EPOCH follows its build date."),
     click.option("--ca-bundle", help="CA bundle pip trusts during the build (default: the "
                                      "host's, from SSL_CERT_FILE/PIP_CERT/REQUESTS_CA_BUNDLE)."),
     click.option("--ca-in-image", is_flag=True, help="Also add that CA bundle to the image's "
