@@ -3,6 +3,9 @@
 Run through ``scripts/bench``.  Prints a table and writes JSON.  Figures that
 take under a minute are measured over several runs (min/median/max); longer
 ones once.  Builds run the real ``amp-image build`` and boots the real harness.
+
+``--matrix SERIES...`` instead builds each series' image (shared cache) and
+boot-tests it with ``amp-image test``: the README's compatibility rows.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from amp_image.cli.common import stop_on_sigterm
 from amp_image.image import qemuimg
 from amp_image.image.imagefs import mounted_image
+from amp_image.image.records import read_image_record
 from amp_image.verify.boottest import booted_amphora
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
@@ -39,6 +43,7 @@ CRITICAL_CHAIN = ("systemd-analyze time; "
                   "systemd-analyze critical-chain --no-pager amphora-agent.service")
 # How long a build stopped by the bench gets to undo its mounts and loop devices.
 CHILD_CLEANUP_S = 300
+SHARED_CACHE = Path("~/.cache/image-create").expanduser()
 
 
 @dataclass
@@ -184,8 +189,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="Agent version for the 'warm rebuild, agent changed' figure.")
     parser.add_argument("--image", type=Path,
                         help="Measure this image's size and boots only (no builds).")
+    parser.add_argument("--matrix", nargs="+", metavar="SERIES",
+                        help="Build and boot-test each OpenStack series' image instead.")
+    parser.add_argument("--arch", default="amd64", help="Architecture for --matrix.")
     args = parser.parse_args(argv)
     root = args.dir.resolve()
+    if args.matrix:
+        return run_matrix(args.matrix, args.arch, root)
     cache, work = root / "cache", root / "work"
     image = args.image.resolve() if args.image else root / "amphora-x64-haproxy.qcow2"
     figures: list[Figure] = []
@@ -235,6 +245,62 @@ def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path
     seconds, _, _ = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
     figures.append(Figure("warm rebuild, agent changed (s)", [seconds]))
     other.unlink(missing_ok=True)
+
+
+def matrix_cell(series: str, arch: str, root: Path) -> dict:
+    """Build one series' image with the shared cache, then `amp-image test` it."""
+    image = root / f"amphora-{series}-{arch}.qcow2"
+    report = image.with_name(image.stem + ".report.json")
+    report.unlink(missing_ok=True)
+    cell: dict = {"series": series, "arch": arch, "image": str(image)}
+    cmd = [AMP_IMAGE, "build", "--series", series, "--arch", arch, "-o", str(image),
+           "--cache-dir", str(SHARED_CACHE), "--work-dir", str(root / "work")]
+    print(f"bench: {' '.join(cmd)}", flush=True)
+    start = time.monotonic()
+    built = run_to_end(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    cell["build_s"] = round(time.monotonic() - start, 1)
+    if built != 0:
+        return {**cell, "result": f"build failed (exit {built}); see {image}.log"}
+    record = read_image_record(image)
+    cell.update(octavia=record.agent.get("AMPHORA_AGENT_VERSION", "?"),
+                release=next((i.suite for i in record.apt_indexes if "-" not in i.suite), "?"),
+                qcow2_mib=round(image.stat().st_size / 2**20, 1))
+    with open(image.with_name(image.stem + ".test.log"), "wb") as log:
+        tested = run_to_end([AMP_IMAGE, "test", str(image), "--report", str(report)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    if not report.is_file():
+        return {**cell, "result": f"amp-image test wrote no report (exit {tested})"}
+    booted = json.loads(report.read_text())
+    outcomes = [c["outcome"] for c in booted["checks"].values()]
+    counts = {o: outcomes.count(o) for o in ("passed", "skipped")}
+    counts["failed"] = len(outcomes) - counts["passed"] - counts["skipped"]
+    return {**cell, **counts, "agent_ready_s": round(booted["agent_ready_s"], 1),
+            "result": "passed" if tested == 0 else f"amp-image test exit {tested}"}
+
+
+def render_matrix(cells: list[dict]) -> str:
+    lines = ["| series | octavia | Debian release | architecture | build | qcow2 | "
+             "QEMU -> agent ready | checks | result |", "|" + " --- |" * 9]
+    for c in cells:
+        checks = (f"{c['passed']} passed, {c['skipped']} n/a, {c['failed']} failed"
+                  if "passed" in c else "")
+        ready = f"{c['agent_ready_s']} s" if "agent_ready_s" in c else ""
+        size = f"{c['qcow2_mib']} MiB" if "qcow2_mib" in c else ""
+        lines.append(f"| {c['series']} | {c.get('octavia', '')} | {c.get('release', '')} | "
+                     f"{c['arch']} | {c['build_s']} s | {size} | {ready} | {checks} | "
+                     f"{c['result']} |")
+    return "\n".join(lines)
+
+
+def run_matrix(series: list[str], arch: str, root: Path) -> int:
+    root = root / "matrix"
+    root.mkdir(parents=True, exist_ok=True)
+    cells = [matrix_cell(s, arch, root) for s in series]
+    out = root / f"matrix-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({"machine": machine(), "cells": cells}, indent=2) + "\n")
+    print(render_matrix(cells))
+    print(f"bench: results in {out}")
+    return 0 if all(c["result"] == "passed" for c in cells) else 1
 
 
 def cli(argv: list[str] | None = None) -> int:
