@@ -1,10 +1,12 @@
-"""The release workflow: actionlint passes, and it builds, tests and publishes each release."""
+"""The release workflow: actionlint passes, and it builds, tests and publishes each series."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from amp_image.build import constraints
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -20,19 +22,22 @@ def test_actionlint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_release_builds_tests_and_publishes_each_release():
+def test_release_builds_tests_and_publishes_each_series_and_arch():
     workflow = yaml.safe_load(RELEASE.read_text())
     # PyYAML reads the bare key 'on' as True.
     triggers = workflow.get("on", workflow.get(True))
     assert triggers["push"]["tags"] == ["v*"]
     job = workflow["jobs"]["image"]
-    assert job["strategy"]["matrix"]["release"] == ["trixie", "bookworm"]
+    matrix = job["strategy"]["matrix"]
+    assert matrix["series"] == [s.name for s in constraints.SERIES if s.constraints]
+    assert matrix["arch"] == ["amd64"]
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert "./scripts/setup-host" in runs
-    assert '.venv/bin/amp-image build --sriov --release "$RELEASE" -o "$IMAGE"' in runs
+    assert ('.venv/bin/amp-image build --sriov --series "$SERIES" --arch "$ARCH" -o "$IMAGE"'
+            in runs)
     assert '.venv/bin/amp-image test --sriov "$IMAGE"' in runs
-    assert '.venv/bin/amp-image publish "$IMAGE" --dest "dist/$RELEASE"' in runs
-    assert 'sha256sum -c "$RELEASE-SHA256SUMS"' in runs
+    assert '.venv/bin/amp-image publish "$IMAGE" --dest "dist/$NAME"' in runs
+    assert 'sha256sum -c "$NAME-SHA256SUMS"' in runs
     release = workflow["jobs"]["release"]
     assert release["needs"] == "image"
     assert release["permissions"] == {"contents": "write"}
