@@ -89,3 +89,19 @@ def test_nothing_to_prune_is_a_no_op(venv):
     assert result.returncode == 0
     assert (site_of(venv) / "controller_lib").is_dir()
     assert not (venv.parent / "record").exists()
+
+
+ENV_SCRIPT = SCRIPT.parent.parent / "environment.d/20-amphora-agent-prune.bash"
+
+
+@pytest.mark.parametrize("version,pruned", [("19.0.0", True), ("", True), ("16.1.0", False),
+                                            ("14.0.2", False)])
+def test_the_audited_list_prunes_octavia_19_only(version, pruned):
+    """The list is the import audit's verdict on octavia 19; a git or folder source (no
+    version) is pruned and checked by the prune itself."""
+    result = subprocess.run(["bash", "-c", f'source "{ENV_SCRIPT}"; echo "[$DIB_AMP_AGENT_PRUNE]"'],
+                            capture_output=True, text=True, check=True,
+                            env={"PATH": os.environ["PATH"], "DIB_AMP_AGENT_VERSION": version})
+    listed = result.stdout.strip().strip("[]").split()
+    assert ("oslo.policy" in listed) is pruned
+    assert bool(listed) is pruned
