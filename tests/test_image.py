@@ -222,3 +222,12 @@ def test_grub_config_boots_without_build_host_devices(root):
     assert not re.search(r"\(loop\d+\)|^\s*loopback ", cfg, re.MULTILINE)
     assert re.search(r"^\s*set timeout=0\s*$", cfg, re.MULTILINE)
     assert "console=ttyS0" in cfg
+
+
+def test_no_state_of_the_build_every_amphora_would_share(root):
+    """Each amphora makes its own iSCSI initiator name at first boot; the initrd has no
+    copy of the build's, nor ldconfig's cache of the build's inodes."""
+    assert "GenerateName=yes" in (root / "etc/iscsi/initiatorname.iscsi").read_text()
+    assert not (root / "var/cache/ldconfig/aux-cache").exists()
+    assert (root / "etc/initramfs-tools/conf.d/open-iscsi").read_text() == \
+        "NO_ISCSI_IN_INITRAMFS=yes\n"

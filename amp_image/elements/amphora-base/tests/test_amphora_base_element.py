@@ -122,3 +122,25 @@ def test_dpkg_steps_refuse_other_distributions(tmp_path, script):
     result = run(script, tmp_path, stubs, DISTRO_NAME="centos", DIB_AMP_SLIM="1")
     assert result.returncode == 1
     assert "centos" in result.stderr and calls(tmp_path) == []
+
+
+def test_the_builds_iscsi_name_and_ldconfig_cache_go(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/iscsi").mkdir(parents=True)
+    (root / "var/cache/ldconfig").mkdir(parents=True)
+    (root / "etc/iscsi/initiatorname.iscsi").write_text(
+        "InitiatorName=iqn.1993-08.org.debian:01:9d0cea5a380\n")
+    (root / "var/cache/ldconfig/aux-cache").write_bytes(b"\0")
+    result = run("finalise.d/92-no-per-build-state", tmp_path, AMP_IMAGE_ROOT=str(root))
+    assert result.returncode == 0, result.stderr
+    name = (root / "etc/iscsi/initiatorname.iscsi").read_text()
+    assert "GenerateName=yes" in name and "InitiatorName=" not in name
+    assert not (root / "var/cache/ldconfig/aux-cache").exists()
+
+
+def test_without_open_iscsi_there_is_no_name_to_write(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    result = run("finalise.d/92-no-per-build-state", tmp_path, AMP_IMAGE_ROOT=str(root))
+    assert result.returncode == 0, result.stderr
+    assert not (root / "etc/iscsi").exists()
