@@ -82,10 +82,12 @@ def test_a_snapshot_is_the_archive_and_the_date():
                                         "source_date_epoch": "1795132800"}
 
 
-def test_a_malformed_snapshot_is_refused():
+@pytest.mark.parametrize("epoch", [None, 1700000000])
+def test_a_malformed_snapshot_is_refused(epoch):
+    """Whether or not SOURCE_DATE_EPOCH is given as well."""
     with pytest.raises(PlanError, match=r"^--snapshot 2026-11-20: not a snapshot\.debian\.org "
                                         r"timestamp; use YYYYMMDDTHHMMSSZ"):
-        plan(snapshot="2026-11-20")
+        plan(snapshot="2026-11-20", source_date_epoch=epoch)
 
 
 def test_package_pins_add_their_element_and_file(tmp_path):

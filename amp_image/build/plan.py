@@ -367,7 +367,8 @@ def _reproduce_env(opts: BuildOptions, release: str) -> dict[str, str]:
     env: dict[str, str] = {}
     epoch = opts.source_date_epoch
     if opts.snapshot:
-        epoch = snapshot_epoch(opts.snapshot) if epoch is None else epoch
+        taken = snapshot_epoch(opts.snapshot)  # a malformed timestamp fails the plan
+        epoch = taken if epoch is None else epoch
         main = f"{SNAPSHOT_ARCHIVE}/debian/{opts.snapshot}"
         security = f"{SNAPSHOT_ARCHIVE}/debian-security/{opts.snapshot}"
         # An old snapshot's Release files are past their Valid-Until.
