@@ -340,4 +340,5 @@ def test_readme_compatibility_table_matches_the_plan():
     for series, octavia, release, arch, built, booted, *_ in rows:
         latest, _, default_release = EXPECTED[series]
         assert octavia.split()[0] == latest and release == default_release
-        assert arch == "amd64" and built in ("yes", "no") and booted in ("yes", "no")
+        assert arch == "amd64" and built in ("yes", "no")
+        assert booted.split(":")[0] in ("yes", "no"), booted
