@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import debootstrap_cache, locks
+from amp_image.build import binfmt, debootstrap_cache, locks
 from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import PACKAGE_PINS_FILE, ROOT_PASSWORD_HASH_FILE, BuildPlan
 from amp_image.build.progress import Progress, last_error
@@ -175,7 +175,7 @@ def run_build(
     cache_dir = plan.options.cache_dir
     with claim_work_dir(plan.options.work_dir, wait=wait, emit=emit), \
             locks.package_cache(cache_dir) as cache_user, root_password_file(plan), \
-            package_pins_file(plan):
+            package_pins_file(plan), binfmt.foreign_binaries(plan.env["ARCH"]):
         if cache_user:
             emit(f"the package cache in {cache_dir} is in use by amp-image PID {cache_user}: "
                  "this build bootstraps from the mirror and keeps its packages to itself")

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image.build import constraints, dib, gitref, host, preflight, rootpw
+from amp_image.build import binfmt, constraints, dib, gitref, host, preflight, rootpw
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
@@ -322,6 +322,7 @@ def build(ca_bundle, mirror, log_file, publish_dir, no_wait, dry_run, verbose, s
             return
         host.check_root()
         host.check_tools()
+        binfmt.check_emulation(plan.env["ARCH"])
         preflight.check_sources(plan, os.environ)
         if not opts.output.parent.is_dir():
             raise PlanError(f"the output folder {opts.output.parent} does not exist; create "
