@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from amp_image.image.records import ImageRecord
 from amp_image.verify import boottest
 
 
@@ -28,6 +29,7 @@ def test_booted_amphora_removes_its_files_on_an_early_failure(private_tmp, monke
         raise RuntimeError(f"{failing} failed")
 
     monkeypatch.setattr(boottest, failing, fail)
+    monkeypatch.setattr(boottest, "read_image_record", lambda image: ImageRecord())
     with pytest.raises(RuntimeError, match=failing), \
             boottest.booted_amphora(private_tmp / "none.qcow2"):
         pytest.fail("never booted")

@@ -81,6 +81,8 @@ class ImageRecord:
     # when asked, over SSH.  Never the password or its hash.
     root_password: bool = False
     root_password_ssh: bool = False
+    # Debian's name for the image's architecture (amd64, arm64).
+    architecture: str = ""
 
     @property
     def has_sshd(self) -> bool:
@@ -119,6 +121,15 @@ def parse_apt_indexes(text: str) -> list[AptIndex]:
     return indexes
 
 
+def architecture_of(recorded: str, kernels: list[str]) -> str:
+    """The record's architecture; an image built before that record names it in its
+    kernels' flavour (6.1.0-56-amd64, 6.12.57+deb13-cloud-arm64)."""
+    if recorded:
+        return recorded
+    flavours = {kernel.rsplit("-", 1)[-1] for kernel in kernels}
+    return flavours.pop() if len(flavours) == 1 else ""
+
+
 def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
     """The record from ``read(NAME)``: the text of /etc/amp-image/NAME, None if missing."""
     def text(name: str) -> str:
@@ -127,9 +138,11 @@ def parse_record(read: Callable[[str], str | None]) -> ImageRecord:
     vf_text = read("vf-drivers")
     files = parse_vf_drivers(vf_text or "")
     root_password = key_values(text("root-password"))
+    kernels = text("kernels").split()
     return ImageRecord(
         agent=key_values(text("amphora-agent")),
-        kernels=text("kernels").split(),
+        kernels=kernels,
+        architecture=architecture_of(text("architecture").strip(), kernels),
         vf_drivers=list(dict.fromkeys(d.module for d in files)),
         vf_driver_files=files,
         sriov=vf_text is not None,

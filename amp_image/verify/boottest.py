@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image.image import imagefs
+from amp_image.image.records import read_image_record
 from amp_image.verify import configdrive
 from amp_image.verify.agentapi import AgentClient, Handshake, tls_handshake
 from amp_image.verify.emulated_sriov import SriovNetwork
@@ -161,7 +162,7 @@ def _boot(spec: MachineSpec, grace: float) -> Machine | None:
 def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "auto",
                    boot: str = "auto", sriov: bool = False,
                    extra_nics: list[Nic] | None = None,
-                   machine_type: str = "q35", timeout: float = 900,
+                   machine_type: str = "", timeout: float = 900,
                    keep_workdir: bool = False,
                    host_ports: dict[int, int] | None = None,
                    host_address: str = "127.0.0.1",
@@ -175,6 +176,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     certificate from that CA.
     """
     image = image.resolve()
+    arch = read_image_record(image).architecture or "amd64"
     own_tmp = workdir is None
     amphora_id = str(uuid.uuid4())
     report = BootReport(image, amphora_id, ssh=ssh)
@@ -196,7 +198,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
 
         def spec(accel_name: str, direct=None) -> MachineSpec:
             return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
-                               accel=accel_name, machine=machine_type, direct_boot=direct,
+                               arch=arch, accel=accel_name, machine=machine_type,
+                               direct_boot=direct,
                                mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports,
                                host_address=host_address)
 
@@ -206,7 +209,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                 probe_vm.stop()
             return probe_vm is not None
 
-        report.accel, report.accel_reason = choose_accel(probe, accel)
+        report.accel, report.accel_reason = choose_accel(probe, accel, arch)
         if boot in ("auto", "bootloader"):
             machine = _boot(spec(report.accel), BOOTLOADER_GRACE_S)
             report.boot_path = "image bootloader (GRUB), as Nova boots it"

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from amp_image.image.records import AptIndex, parse_apt_indexes
+from amp_image.image.records import AptIndex, parse_apt_indexes, read_root_record
 
 ELEMENT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"
@@ -30,7 +30,7 @@ def test_amphora_base_records_the_package_indexes(tmp_path):
         "Origin: Debian\nDate: Mon, 24 Nov 2025 21:03:58 UTC\n")
     script = ELEMENT / "finalise.d/90-amp-image-record"
     subprocess.run(["bash", str(script)], check=True, env={
-        "PATH": os.environ["PATH"], "AMP_IMAGE_ROOT": str(root),
+        "PATH": os.environ["PATH"], "AMP_IMAGE_ROOT": str(root), "ARCH": "arm64",
         "DIB_MANIFEST_IMAGE_DIR": str(manifests)})
     record = (root / "etc/amp-image/apt-indexes").read_text()
     assert parse_apt_indexes(record) == [
@@ -38,4 +38,5 @@ def test_amphora_base_records_the_package_indexes(tmp_path):
         AptIndex("security.debian.org_dists_trixie-security",
                  "Mon, 24 Nov 2025 21:03:58 UTC")]
     assert (root / "etc/amp-image/kernels").read_text().split() == [KERNEL]
+    assert read_root_record(root).architecture == "arm64"
     assert (manifests / "amp-image/apt-indexes").read_text() == record

@@ -1,0 +1,150 @@
+"""arm64 on an amd64 host (issue 12): the binfmt_misc handler a build registers, the QEMU
+command an arm64 image boots with, and the one-line errors when the host cannot.
+
+The binfmt tests register a real handler in the kernel (root, as CI runs) and remove it;
+the QEMU tests only map a spec to argv (nothing boots: the arm64 boot is
+scripts/test-arm64)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from amp_image.build import binfmt
+from amp_image.errors import HostError
+from amp_image.image.records import architecture_of
+from amp_image.verify import vm
+
+pytestmark = pytest.mark.skipif(binfmt.host_arch() != "amd64", reason="amd64 host tests")
+
+
+def test_registration_line_matches_the_kernels_format():
+    line = binfmt.registration("amp-image-aarch64-7", binfmt.FOREIGN_ARCHES["arm64"],
+                               Path("/usr/bin/qemu-aarch64"))
+    name, kind, offset, magic, mask, interpreter, flags = line.split(":")[1:]
+    assert (name, kind, offset, interpreter, flags) == (
+        "amp-image-aarch64-7", "M", "", "/usr/bin/qemu-aarch64", "OCF")
+    # 20 bytes each: the ELF header up to e_machine (0xb7 = EM_AARCH64).
+    assert magic.count("\\x") == mask.count("\\x") == 20
+    assert magic.endswith("\\x02\\x00\\xb7\\x00")
+
+
+def test_the_host_architecture_needs_no_emulation(tmp_path):
+    binfmt.check_emulation("amd64", tmp_path)
+    with binfmt.foreign_binaries("amd64", tmp_path) as handler:
+        assert handler is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_architecture_amp_image_cannot_emulate_is_one_line():
+    with pytest.raises(HostError, match=r"cannot build ppc64el images .* build on a "
+                                        r"ppc64el host") as err:
+        binfmt.check_emulation("ppc64el")
+    assert "\n" not in str(err.value)
+
+
+def test_a_missing_emulator_names_setup_host(monkeypatch):
+    monkeypatch.setattr(binfmt.shutil, "which", lambda name: None)
+    with pytest.raises(HostError, match=r"qemu-aarch64 not found.*setup-host --arm64"):
+        binfmt.check_emulation("arm64")
+
+
+def _mounted(path: Path) -> bool:
+    return subprocess.run(["findmnt", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not binfmt.shutil.which("qemu-aarch64"),
+                    reason="registers a kernel handler: needs root and qemu-user")
+def test_the_handler_lives_for_the_build_only():
+    was_mounted = _mounted(binfmt.BINFMT_MISC)
+    with binfmt.foreign_binaries("arm64") as handler:
+        entry = binfmt.BINFMT_MISC / handler
+        text = entry.read_text()
+        assert text.startswith("enabled") and "flags: OCF" in text
+        assert handler == f"amp-image-aarch64-{os.getpid()}"
+    assert not entry.exists()
+    assert _mounted(binfmt.BINFMT_MISC) == was_mounted
+
+
+def test_a_killed_builds_handler_is_removed_by_the_next(tmp_path):
+    """A PID that no longer runs left its handler: the next foreign build removes it."""
+    dead = _dead_pid()
+    stale = tmp_path / f"amp-image-aarch64-{dead}"
+    live = tmp_path / f"amp-image-aarch64-{os.getpid()}"
+    other = tmp_path / "qemu-aarch64"
+    for entry in (stale, live, other):
+        entry.write_text("enabled\n")
+    assert binfmt.remove_stale_handlers(tmp_path) == [stale.name]
+    # The kernel removes an entry written -1; this folder only records the write.
+    assert stale.read_text() == "-1" and live.read_text() == other.read_text() == "enabled\n"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
+    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                        config_drive=tmp_path / "cd.iso", arch="arm64"))
+    machine.ports = {22: 2222, 9443: 9444}
+    machine.console_dir = tmp_path
+    cmd = machine.command()
+    assert cmd[0] == "qemu-system-aarch64"
+    assert cmd[cmd.index("-machine") + 1] == "virt,accel=tcg"
+    assert cmd[cmd.index("-cpu") + 1] == "max,pauth-impdef=on"
+    drives = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-drive"]
+    assert "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd" in drives
+    assert f"if=pflash,format=raw,file={tmp_path / 'efivars.fd'}" in drives
+    assert f"file={tmp_path / 'cd.iso'},if=none,id=cdrom,media=cdrom,readonly=on" in drives
+    assert "scsi-cd,drive=cdrom,bus=scsi.0" in cmd
+
+
+def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
+    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                        config_drive=tmp_path / "cd.iso"))
+    machine.ports = {22: 2222, 9443: 9444}
+    machine.console_dir = tmp_path
+    cmd = machine.command()
+    assert cmd[:3] == ["qemu-system-x86_64", "-machine", "q35,accel=tcg"]
+    assert "-cpu" not in cmd and not any("pflash" in arg for arg in cmd)
+    assert f"file={tmp_path / 'cd.iso'},media=cdrom,readonly=on" in cmd
+
+
+def test_a_foreign_guest_is_always_emulated():
+    def never(accel):
+        raise AssertionError("no KVM probe for a foreign guest")
+    assert vm.choose_accel(never, "auto", "arm64")[0] == "tcg"
+    with pytest.raises(HostError, match="KVM cannot run arm64 guests.*--accel tcg"):
+        vm.choose_accel(never, "kvm", "arm64")
+
+
+def test_missing_arm64_qemu_names_setup_host(monkeypatch):
+    monkeypatch.setattr(vm.shutil, "which", lambda name: None)
+    with pytest.raises(HostError, match=r"qemu-system-aarch64 .*not found.*"
+                                        r"scripts/setup-host --arm64"):
+        vm.platform_for("arm64")
+
+
+@pytest.mark.parametrize(("recorded", "kernels", "arch"), [
+    ("arm64", ["6.12.57+deb13-arm64"], "arm64"),
+    ("", ["6.1.0-56-amd64"], "amd64"),               # an image older than the record
+    ("", ["6.12.57+deb13-cloud-arm64"], "arm64"),
+    ("", [], ""),
+])
+def test_the_architecture_comes_from_the_record_or_the_kernel(recorded, kernels, arch):
+    assert architecture_of(recorded, kernels) == arch
+
+
+def test_setup_host_refuses_an_unknown_argument():
+    done = subprocess.run(["bash", str(Path(__file__).parent.parent / "scripts/setup-host"),
+                           "--arm65"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("setup-host: error: unknown argument --arm65; "
+                                   "use --arm64 or nothing")
