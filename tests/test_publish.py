@@ -89,6 +89,15 @@ def test_glance_spec_rejects_unknown_architecture():
                             name="x", disk_format="qcow2", virtual_size=2**31)
 
 
+@pytest.mark.parametrize(("arch", "hw_arch", "firmware"), [
+    ("amd64", "x86_64", None), ("arm64", "aarch64", "uefi")])
+def test_glance_spec_names_the_architecture_and_its_firmware(arch, hw_arch, firmware):
+    properties = glance_spec(ImageInventory(architecture=arch), image_file="x.qcow2",
+                             name="x", disk_format="qcow2", virtual_size=2**31)["properties"]
+    assert properties["hw_architecture"] == hw_arch
+    assert properties.get("hw_firmware_type") == firmware
+
+
 # --- the real image ---------------------------------------------------------
 
 
