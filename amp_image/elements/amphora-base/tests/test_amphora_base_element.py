@@ -41,8 +41,10 @@ def calls(tmp_path: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_grub_loses_the_build_hosts_loop_devices(tmp_path):
-    cfg = tmp_path / "root/boot/grub/grub.cfg"
+@pytest.mark.parametrize("where", ["boot/grub/grub.cfg", "boot/efi/EFI/debian/grub.cfg"])
+def test_grub_loses_the_build_hosts_loop_devices(tmp_path, where):
+    """In GRUB's own config and in the copy on a UEFI image's EFI system partition."""
+    cfg = tmp_path / "root" / where
     cfg.parent.mkdir(parents=True)
     cfg.write_text(GRUB_CFG)
     result = run("finalise.d/51-grub-drop-build-loop-devices", tmp_path,
