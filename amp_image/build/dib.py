@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import binfmt, debootstrap_cache, locks
+from amp_image.build import binfmt, debootstrap_cache, host, locks
 from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import PACKAGE_PINS_FILE, ROOT_PASSWORD_HASH_FILE, BuildPlan
 from amp_image.build.progress import Progress, last_error
@@ -204,10 +204,13 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     bin_dir = work_dir / "bin"
-    shims = install_shims(bin_dir, device_mapper)
+    shims = install_shims(bin_dir, device_mapper,
+                          vfat=not plan.uefi or host.kernel_mounts_vfat())
     if shims:
         emit(f"host shims: {', '.join(shims)}"
-             + ("" if device_mapper else " (no device-mapper: partitions via offset loops)"))
+             + ("" if device_mapper else " (no device-mapper: partitions via offset loops)")
+             + (" (no vfat: the EFI partition written with mtools)" if "mount" in shims
+                else ""))
     env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ,
                           package_cache=package_cache)
     log_file.parent.mkdir(parents=True, exist_ok=True)

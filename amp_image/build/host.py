@@ -47,6 +47,20 @@ def check_root() -> None:
         raise HostError("image builds need root (loop devices, mounts, chroot); rerun as root")
 
 
+def kernel_mounts_vfat() -> bool:
+    """True when the kernel has vfat built in, loaded, or as a module it can load."""
+    if "vfat" in Path("/proc/filesystems").read_text().split():
+        return True
+    return any(Path(f"/lib/modules/{os.uname().release}/kernel/fs/fat").glob("vfat.ko*"))
+
+
+def check_vfat_tools() -> None:
+    """A UEFI image on a host without vfat: its EFI partition is written with mtools."""
+    if not kernel_mounts_vfat() and shutil.which("mcopy") is None:
+        raise HostError("this host's kernel cannot mount the EFI system partition (no vfat) "
+                        "and mtools is missing; run scripts/setup-host --arm64 (as root)")
+
+
 def device_mapper_works() -> bool:
     """True when kpartx/dmsetup can map partitions (not in most CI containers)."""
     control = Path("/dev/mapper/control")

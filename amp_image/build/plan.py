@@ -77,6 +77,9 @@ ARCH_ALIASES = {
     "arm64": "arm64", "aarch64": "arm64",
     "armhf": "armhf", "ppc64le": "ppc64le",
 }
+# Architectures DIB gives block-device-efi (common-functions' arg_to_elements): their
+# images boot through UEFI only, from an EFI system partition.
+UEFI_ONLY_ARCHES = frozenset({"arm64"})
 
 AMPHORA_ELEMENTS = (
     "vm",
@@ -174,6 +177,11 @@ class BuildPlan:
     constraints_file: Path
     # The agent's OpenStack series ("" for a release amp-image does not know).
     series: str = ""
+
+    @property
+    def uefi(self) -> bool:
+        """The image boots through UEFI only: it has an EFI system partition (vfat)."""
+        return self.env["ARCH"] in UEFI_ONLY_ARCHES
 
     def as_dict(self) -> dict:
         opts = self.options

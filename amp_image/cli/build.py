@@ -323,6 +323,8 @@ def build(ca_bundle, mirror, log_file, publish_dir, no_wait, dry_run, verbose, s
         host.check_root()
         host.check_tools()
         binfmt.check_emulation(plan.env["ARCH"])
+        if plan.uefi:
+            host.check_vfat_tools()
         preflight.check_sources(plan, os.environ)
         if not opts.output.parent.is_dir():
             raise PlanError(f"the output folder {opts.output.parent} does not exist; create "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shlex
 
+from amp_image.build.plan import UEFI_ONLY_ARCHES
 from amp_image.errors import PublishError
 from amp_image.publish.inventory import ImageInventory
 
@@ -18,8 +19,6 @@ HW_ARCHITECTURES = {
     "amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "ppc64el": "ppc64le",
     "s390x": "s390x", "i386": "i686",
 }
-# Architectures whose images boot through UEFI only (DIB gives them block-device-efi).
-UEFI_ONLY = {"arm64"}
 
 
 def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_format: str,
@@ -37,7 +36,7 @@ def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_f
     properties = {
         "hw_architecture": hw_architecture,
         "hw_rng_model": "virtio",
-        **({"hw_firmware_type": "uefi"} if inventory.architecture in UEFI_ONLY else {}),
+        **({"hw_firmware_type": "uefi"} if inventory.architecture in UEFI_ONLY_ARCHES else {}),
         "os_distro": inventory.os_release.get("ID", ""),
         "os_version": inventory.os_release.get("VERSION_ID", ""),
         **(signature or {}),

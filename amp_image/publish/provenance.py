@@ -34,6 +34,7 @@ from pathlib import Path
 
 from amp_image import version
 from amp_image.build import dib
+from amp_image.build.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
 from amp_image.publish.inventory import ImageInventory
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -93,7 +94,7 @@ def dib_defaults(requested: list[str], architecture: str) -> list[str]:
     (amp-image never passes -n, which would leave out base)."""
     elements = ["base", *requested]
     if "vm" in requested and not any(e.startswith("block-device-") for e in requested):
-        elements.append("block-device-efi" if architecture in ("arm64", "aarch64")
+        elements.append("block-device-efi" if ARCH_ALIASES.get(architecture) in UEFI_ONLY_ARCHES
                         else "block-device-mbr")
     return elements
 
