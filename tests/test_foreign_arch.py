@@ -48,12 +48,17 @@ def test_an_architecture_amp_image_cannot_emulate_is_one_line():
 
 def test_a_missing_emulator_names_setup_host(monkeypatch):
     monkeypatch.setattr(binfmt.shutil, "which", lambda name: None)
-    with pytest.raises(HostError, match=r"qemu-aarch64 not found.*setup-host --arm64"):
+    with pytest.raises(HostError, match=r"no static qemu-aarch64 found.*setup-host --arm64"):
         binfmt.check_emulation("arm64")
 
 
 def _mounted(path: Path) -> bool:
     return subprocess.run(["findmnt", str(path)], capture_output=True).returncode == 0
+
+
+# QEMU's scripts/qemu-binfmt-conf.sh, aarch64, as the kernel prints them back.
+AARCH64_MAGIC = "7f454c460201010000000000000000000200b700"
+AARCH64_MASK = "ffffffffffffff00fffffffffffffffffeffffff"
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not binfmt.shutil.which("qemu-aarch64"),
@@ -62,30 +67,50 @@ def test_the_handler_lives_for_the_build_only():
     was_mounted = _mounted(binfmt.BINFMT_MISC)
     with binfmt.foreign_binaries("arm64") as handler:
         entry = binfmt.BINFMT_MISC / handler
-        text = entry.read_text()
-        assert text.startswith("enabled") and "flags: OCF" in text
-        assert handler == f"amp-image-aarch64-{os.getpid()}"
-    assert not entry.exists()
+        lines = entry.read_text().splitlines()
+        assert lines[0] == "enabled" and "flags: OCF" in lines
+        assert f"magic {AARCH64_MAGIC}" in lines and f"mask {AARCH64_MASK}" in lines
+        assert (binfmt.LOCK_DIR / f"{handler}.lock").is_file()
+        # A live build's handler is not stale.
+        assert handler not in binfmt.remove_stale_handlers()
+    assert not entry.exists() and not (binfmt.LOCK_DIR / f"{handler}.lock").exists()
     assert _mounted(binfmt.BINFMT_MISC) == was_mounted
 
 
-def test_a_killed_builds_handler_is_removed_by_the_next(tmp_path):
-    """A PID that no longer runs left its handler: the next foreign build removes it."""
-    dead = _dead_pid()
-    stale = tmp_path / f"amp-image-aarch64-{dead}"
-    live = tmp_path / f"amp-image-aarch64-{os.getpid()}"
-    other = tmp_path / "qemu-aarch64"
-    for entry in (stale, live, other):
+def test_a_killed_builds_handler_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A killed build left its handler and lock file, the lock no longer held: the next
+    foreign build removes it.  One without a lock file here (another container's) stays."""
+    monkeypatch.setattr(binfmt, "LOCK_DIR", tmp_path / "locks")
+    binfmt.LOCK_DIR.mkdir()
+    handlers = tmp_path / "binfmt"
+    handlers.mkdir()
+    stale, foreign, other = (handlers / "amp-image-aarch64-dead", handlers /
+                             "amp-image-aarch64-elsewhere", handlers / "qemu-aarch64")
+    for entry in (stale, foreign, other):
         entry.write_text("enabled\n")
-    assert binfmt.remove_stale_handlers(tmp_path) == [stale.name]
+    (binfmt.LOCK_DIR / f"{stale.name}.lock").write_text("")
+    assert binfmt.remove_stale_handlers(handlers) == [stale.name]
     # The kernel removes an entry written -1; this folder only records the write.
-    assert stale.read_text() == "-1" and live.read_text() == other.read_text() == "enabled\n"
+    assert stale.read_text() == "-1"
+    assert foreign.read_text() == other.read_text() == "enabled\n"
+    assert not (binfmt.LOCK_DIR / f"{stale.name}.lock").exists()
 
 
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
+def test_a_dynamic_emulator_is_refused(tmp_path, monkeypatch):
+    """A dynamically linked qemu-aarch64 (bookworm's qemu-user 7.2) cannot run inside
+    the chroot, which has no host loader."""
+    dynamic = tmp_path / "qemu-aarch64"
+    dynamic.write_bytes(Path("/bin/true").read_bytes())
+    dynamic.chmod(0o755)
+    assert binfmt.needs_loader(dynamic)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HostError, match=r"no static qemu-aarch64 found.*setup-host --arm64"):
+        binfmt.emulator("arm64")
+
+
+@pytest.mark.skipif(not binfmt.shutil.which("qemu-aarch64"), reason="needs qemu-user")
+def test_qemu_users_emulator_is_static():
+    assert not binfmt.needs_loader(Path(binfmt.shutil.which("qemu-aarch64")))
 
 
 def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeypatch):
@@ -102,7 +127,22 @@ def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeyp
     assert "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd" in drives
     assert f"if=pflash,format=raw,file={tmp_path / 'efivars.fd'}" in drives
     assert f"file={tmp_path / 'cd.iso'},if=none,id=cdrom,media=cdrom,readonly=on" in drives
-    assert "scsi-cd,drive=cdrom,bus=scsi.0" in cmd
+    assert "virtio-scsi-pci,id=scsi" in cmd and "scsi-cd,drive=cdrom,bus=scsi.0" in cmd
+    # UEFI with fresh variables boots the root disk first, not the network.
+    assert f"file={tmp_path / 'overlay.qcow2'},format=qcow2,cache=unsafe,if=none,id=root" \
+        in drives
+    assert "virtio-blk-pci,drive=root,bootindex=0" in cmd
+
+
+def test_arm64_under_kvm_takes_the_hosts_cpu(tmp_path, monkeypatch):
+    """pauth-impdef is a TCG property: QEMU refuses it under KVM (an arm64 host)."""
+    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
+    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                        arch="arm64", accel="kvm"))
+    machine.ports = {22: 2222, 9443: 9444}
+    machine.console_dir = tmp_path
+    cmd = machine.command()
+    assert cmd[cmd.index("-cpu") + 1] == "host"
 
 
 def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
@@ -115,6 +155,7 @@ def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
     assert cmd[:3] == ["qemu-system-x86_64", "-machine", "q35,accel=tcg"]
     assert "-cpu" not in cmd and not any("pflash" in arg for arg in cmd)
     assert f"file={tmp_path / 'cd.iso'},media=cdrom,readonly=on" in cmd
+    assert f"file={tmp_path / 'overlay.qcow2'},format=qcow2,cache=unsafe,if=virtio" in cmd
 
 
 def test_a_foreign_guest_is_always_emulated():

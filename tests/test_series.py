@@ -338,7 +338,9 @@ def test_readme_compatibility_table_matches_the_plan():
             for line in section.splitlines() if line.startswith("| 20")]
     # Every series on amd64, in order; arm64 rows after them for the series built so.
     assert [row[0] for row in rows if row[3] == "amd64"] == list(EXPECTED)
-    assert {row[3] for row in rows} <= {"amd64", "arm64"}
+    arches = [row[3] for row in rows]
+    assert set(arches) <= {"amd64", "arm64"}
+    assert arches == sorted(arches), "arm64 rows come after the amd64 ones"
     for series, octavia, release, _arch, built, booted, *_ in rows:
         latest, _, default_release = EXPECTED[series]
         assert octavia.split()[0] == latest and release == default_release

@@ -3,19 +3,23 @@
 DIB runs the image's own programs in a chroot (dpkg, pip, update-initramfs, grub).
 For an arm64 image on an amd64 host the kernel hands them to qemu-aarch64 through a
 binfmt_misc handler. amp-image registers that handler for one build only, under a name
-carrying its PID, and removes it afterwards (and mounts binfmt_misc only if it has to,
-unmounting it again). The F flag makes the kernel open the emulator at registration,
-so it also runs inside the chroot, where no qemu-aarch64 exists.
+of its own with a lock held while it lives, and removes it afterwards (and mounts
+binfmt_misc only if it has to, unmounting it again when nobody else's handler is there).
+The F flag makes the kernel open the emulator at registration, so it also runs inside
+the chroot, where no qemu-aarch64 exists.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
+import secrets
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from amp_image.errors import HostError
 
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 HANDLER_PREFIX = "amp-image-"
+# Each build holds a lock named after its handler while the handler is registered.
+LOCK_DIR = Path("/run/amp-image/binfmt")
 # The kernel's architecture names (uname -m) and Debian's.
 HOST_ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 
@@ -55,17 +61,35 @@ def is_foreign(arch: str) -> bool:
 
 
 def emulator(arch: str) -> Path:
-    """The static qemu-user binary that runs arch's programs on this host."""
+    """The static qemu-user binary that runs arch's programs on this host (static: with
+    the F flag the kernel runs it inside the chroot, where no dynamic loader of the
+    host's exists)."""
     foreign = FOREIGN_ARCHES.get(arch)
     if foreign is None:
         raise HostError(f"this {host_arch()} host cannot build {arch} images (amp-image "
                         f"emulates {', '.join(FOREIGN_ARCHES)} only); build on a {arch} host")
     for name in (f"qemu-{foreign.qemu_name}", f"qemu-{foreign.qemu_name}-static"):
         found = shutil.which(name)
-        if found:
+        if found and not needs_loader(Path(found)):
             return Path(found)
-    raise HostError(f"qemu-{foreign.qemu_name} not found, needed to build {arch} images "
-                    "here; run scripts/setup-host --arm64 (as root)")
+    raise HostError(f"no static qemu-{foreign.qemu_name} found, needed to build {arch} "
+                    "images here; run scripts/setup-host --arm64 (as root)")
+
+
+def needs_loader(binary: Path) -> bool:
+    """Whether an ELF binary names a program interpreter (PT_INTERP): a dynamic one."""
+    with open(binary, "rb") as f:
+        header = f.read(64)
+        if header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit ELF only
+            return True
+        order = "<" if header[5] == 1 else ">"
+        phoff, = struct.unpack_from(order + "Q", header, 0x20)
+        phentsize, phnum = struct.unpack_from(order + "HH", header, 0x36)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    pt_interp = 3
+    return any(struct.unpack_from(order + "I", table, i * phentsize)[0] == pt_interp
+               for i in range(phnum))
 
 
 def check_emulation(arch: str, binfmt_dir: Path = BINFMT_MISC) -> None:
@@ -75,7 +99,9 @@ def check_emulation(arch: str, binfmt_dir: Path = BINFMT_MISC) -> None:
     emulator(arch)
     if (binfmt_dir / "register").exists():
         return
-    if "binfmt_misc" not in Path("/proc/filesystems").read_text():
+    module = Path(f"/lib/modules/{os.uname().release}/kernel/fs")
+    if ("binfmt_misc" not in Path("/proc/filesystems").read_text()
+            and not any(module.glob("binfmt_misc.ko*"))):
         raise HostError(f"this kernel has no binfmt_misc, needed to run {arch} programs "
                         f"during the build; build on a {arch} host or one with binfmt_misc")
 
@@ -89,18 +115,25 @@ def registration(name: str, foreign: ForeignArch, interpreter: Path) -> str:
     return f":{name}:M::{escaped(foreign.magic)}:{escaped(foreign.mask)}:{interpreter}:OCF"
 
 
-def handler_name(arch: str, pid: int) -> str:
-    return f"{HANDLER_PREFIX}{FOREIGN_ARCHES[arch].qemu_name}-{pid}"
+def _lock_path(name: str) -> Path:
+    return LOCK_DIR / f"{name}.lock"
 
 
 def remove_stale_handlers(binfmt_dir: Path = BINFMT_MISC) -> list[str]:
-    """Handlers an amp-image build killed before it could remove them (its PID is gone)."""
+    """Handlers amp-image builds were killed before removing: each live build holds a
+    lock named after its handler, so a free lock marks a dead one.  A handler without a
+    lock here (another container's, sharing this kernel) is left alone."""
     removed = []
     for entry in binfmt_dir.glob(f"{HANDLER_PREFIX}*"):
-        pid = entry.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            entry.write_text("-1")
-            removed.append(entry.name)
+        lock = _lock_path(entry.name)
+        try:
+            with open(lock) as held:  # no lock file here: not ours to judge
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                entry.write_text("-1")
+                lock.unlink()
+        except (BlockingIOError, FileNotFoundError):
+            continue  # a live build's, or gone meanwhile
+        removed.append(entry.name)
     return removed
 
 
@@ -112,19 +145,39 @@ def foreign_binaries(arch: str, binfmt_dir: Path = BINFMT_MISC) -> Iterator[str 
         yield None
         return
     interpreter = emulator(arch)
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
     mounted_here = _mount_binfmt_misc(binfmt_dir)
-    name = handler_name(arch, os.getpid())
+    name = f"{HANDLER_PREFIX}{FOREIGN_ARCHES[arch].qemu_name}-{secrets.token_hex(4)}"
     try:
         remove_stale_handlers(binfmt_dir)
-        (binfmt_dir / "register").write_text(
-            registration(name, FOREIGN_ARCHES[arch], interpreter))
-        try:
-            yield name
-        finally:
-            (binfmt_dir / name).write_text("-1")
+        with open(_lock_path(name), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _register(binfmt_dir, registration(name, FOREIGN_ARCHES[arch], interpreter))
+            try:
+                yield name
+            finally:
+                with suppress(OSError):
+                    (binfmt_dir / name).write_text("-1")
+                with suppress(OSError):
+                    _lock_path(name).unlink()
     finally:
-        if mounted_here:
+        # Since Linux 6.7 unmounting binfmt_misc's last mount drops every handler:
+        # only when none but amp-image's own was there.
+        if mounted_here and not _other_handlers(binfmt_dir):
             subprocess.run(["umount", str(binfmt_dir)], check=False)
+
+
+def _register(binfmt_dir: Path, line: str) -> None:
+    try:
+        (binfmt_dir / "register").write_text(line)
+    except OSError as exc:
+        raise HostError(f"binfmt_misc refused the qemu-user handler ({exc.strerror}); "
+                        "rerun as root in a privileged container, or build on a host of "
+                        "the image's architecture") from None
+
+
+def _other_handlers(binfmt_dir: Path) -> list[str]:
+    return [p.name for p in binfmt_dir.iterdir() if p.name not in ("register", "status")]
 
 
 def _mount_binfmt_misc(binfmt_dir: Path) -> bool:

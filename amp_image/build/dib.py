@@ -204,8 +204,7 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     bin_dir = work_dir / "bin"
-    shims = install_shims(bin_dir, device_mapper,
-                          vfat=not plan.uefi or host.kernel_mounts_vfat())
+    shims = install_shims(bin_dir, device_mapper, vfat=not needs_vfat_shims(plan))
     if shims:
         emit(f"host shims: {', '.join(shims)}"
              + ("" if device_mapper else " (no device-mapper: partitions via offset loops)")
@@ -252,6 +251,11 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
     manifests = _move_manifests(out_dir / f"{plan.image_name}.d",
                                 opts.output.with_name(f"{plan.image_name}.d"))
     return BuildResult(opts.output, manifests, time.monotonic() - start, log_file)
+
+
+def needs_vfat_shims(plan: BuildPlan) -> bool:
+    """A UEFI image's EFI partition, on a host whose kernel cannot mount FAT."""
+    return plan.uefi and not host.kernel_mounts_vfat()
 
 
 def _cleanup_failed(work_dir: Path, out_dir: Path, emit: Callable[[str], None]) -> None:

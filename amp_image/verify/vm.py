@@ -49,24 +49,31 @@ class Platform:
 
     qemu: str
     machine: str
-    cpu: tuple[str, ...] = ()
+    # -cpu by accelerator ("tcg", "kvm"); none given: QEMU's default.
+    cpu: dict[str, str] = field(default_factory=dict)
     # UEFI firmware (code, variable store template); None boots SeaBIOS.
     firmware: tuple[Path, Path] | None = None
+    # UEFI: the root disk first in the boot order (bootindex), or firmware with fresh
+    # variables tries the network (iPXE) before it.  SeaBIOS boots the disk as it is.
+    disk_bootindex: bool = False
     # The config drive: an IDE CD-ROM on x86; the virt machine has no IDE, so a SCSI
     # CD-ROM on virtio-scsi (Nova's default bus for aarch64 guests).
     scsi_cdrom: bool = False
     setup_hint: str = "scripts/setup-host"
+
+    def cpu_args(self, accel: str) -> list[str]:
+        return ["-cpu", self.cpu[accel]] if accel in self.cpu else []
 
 
 PLATFORMS = {
     "amd64": Platform("qemu-system-x86_64", "q35"),
     "arm64": Platform(
         "qemu-system-aarch64", "virt",
-        # pauth-impdef: TCG's cheap pointer-authentication hash, several times faster
-        # than the architected QARMA one and invisible to the guest.
-        cpu=("-cpu", "max,pauth-impdef=on"),
+        # pauth-impdef (TCG only): a cheap pointer-authentication hash, several times
+        # faster than the architected QARMA one and invisible to the guest.
+        cpu={"tcg": "max,pauth-impdef=on", "kvm": "host"},
         firmware=(Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
-        scsi_cdrom=True, setup_hint="scripts/setup-host --arm64"),
+        disk_bootindex=True, scsi_cdrom=True, setup_hint="scripts/setup-host --arm64"),
 }
 
 
@@ -156,12 +163,12 @@ class Machine:
                            for p in spec.forward_ports)
         cmd = [
             platform.qemu, "-machine", f"{spec.machine or platform.machine},accel={spec.accel}",
-            *platform.cpu, "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
+            *platform.cpu_args(spec.accel), "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-display", "none", "-no-user-config", "-nodefaults",
             "-chardev", f"socket,id=ttyS0,path={self.console_socket},server=on,wait=off,"
                         f"logfile={self.serial_log}",
             "-serial", "chardev:ttyS0",
-            "-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe",
+            *self._root_disk(platform),
             "-netdev", f"user,id=mgmt,{hostfwd}",
             "-device", f"virtio-net-pci,netdev=mgmt,mac={spec.mgmt_mac}",
             "-device", "virtio-rng-pci",
@@ -188,6 +195,13 @@ class Machine:
             kernel, initrd, cmdline = spec.direct_boot
             cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
         return cmd
+
+    def _root_disk(self, platform: Platform) -> list[str]:
+        drive = f"file={self.overlay},format=qcow2,cache=unsafe"
+        if platform.disk_bootindex:
+            return ["-drive", f"{drive},if=none,id=root",
+                    "-device", "virtio-blk-pci,drive=root,bootindex=0"]
+        return ["-drive", f"{drive},if=virtio"]
 
     def start(self) -> None:
         spec = self.spec
@@ -286,8 +300,8 @@ class Machine:
         return any(marker in text for marker in KERNEL_RUNNING)
 
 
-def _accel_cache_key() -> str:
-    return f"{os.uname().release}|{qemu_version()}"
+def _accel_cache_key(arch: str) -> str:
+    return f"{os.uname().release}|{qemu_version(arch)}"
 
 
 def choose_accel(probe: Callable[[str], bool], requested: str = "auto",
@@ -307,7 +321,7 @@ def choose_accel(probe: Callable[[str], bool], requested: str = "auto",
         return requested, "requested"
     if not kvm_usable():
         return "tcg", "/dev/kvm not usable"
-    key = _accel_cache_key()
+    key = _accel_cache_key(arch)
     try:
         cached = json.loads(ACCEL_CACHE.read_text())
     except (OSError, ValueError):
