@@ -129,7 +129,7 @@ def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeyp
     assert f"file={tmp_path / 'cd.iso'},if=none,id=cdrom,media=cdrom,readonly=on" in drives
     assert "virtio-scsi-pci,id=scsi" in cmd and "scsi-cd,drive=cdrom,bus=scsi.0" in cmd
     # UEFI with fresh variables boots the root disk first, not the network.
-    assert f"file={tmp_path / 'overlay.qcow2'},format=qcow2,cache=unsafe,if=none,id=root" \
+    assert f"file={tmp_path / 'overlay.qcow2'},if=none,id=root,format=qcow2,cache=unsafe" \
         in drives
     assert "virtio-blk-pci,drive=root,bootindex=0" in cmd
 
@@ -155,7 +155,7 @@ def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
     assert cmd[:3] == ["qemu-system-x86_64", "-machine", "q35,accel=tcg"]
     assert "-cpu" not in cmd and not any("pflash" in arg for arg in cmd)
     assert f"file={tmp_path / 'cd.iso'},media=cdrom,readonly=on" in cmd
-    assert f"file={tmp_path / 'overlay.qcow2'},format=qcow2,cache=unsafe,if=virtio" in cmd
+    assert f"file={tmp_path / 'overlay.qcow2'},if=virtio,format=qcow2,cache=unsafe" in cmd
 
 
 def test_a_foreign_guest_is_always_emulated():

@@ -197,11 +197,10 @@ class Machine:
         return cmd
 
     def _root_disk(self, platform: Platform) -> list[str]:
-        drive = f"file={self.overlay},format=qcow2,cache=unsafe"
         if platform.disk_bootindex:
-            return ["-drive", f"{drive},if=none,id=root",
+            return ["-drive", f"file={self.overlay},if=none,id=root,format=qcow2,cache=unsafe",
                     "-device", "virtio-blk-pci,drive=root,bootindex=0"]
-        return ["-drive", f"{drive},if=virtio"]
+        return ["-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe"]
 
     def start(self) -> None:
         spec = self.spec
