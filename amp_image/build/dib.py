@@ -212,6 +212,8 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
                 else ""))
     env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ,
                           package_cache=package_cache)
+    if "mount" in shims:
+        env["DIB_AMP_ESP_STAGED"] = "1"  # amphora-base builds GRUB's EFI image itself
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     progress = Progress(emit, start)

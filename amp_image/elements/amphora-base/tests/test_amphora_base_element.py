@@ -146,3 +146,52 @@ def test_without_open_iscsi_there_is_no_name_to_write(tmp_path):
     result = run("finalise.d/92-no-per-build-state", tmp_path, AMP_IMAGE_ROOT=str(root))
     assert result.returncode == 0, result.stderr
     assert not (root / "etc/iscsi").exists()
+
+
+# --- finalise.d/49: GRUB's EFI image on a staged EFI partition (no vfat on the host) ---
+
+STAGED_ESP = {"ARCH": "arm64", "DIB_AMP_ESP_STAGED": "1", "DIB_BLOCK_DEVICE": "efi",
+              "DIB_ROOT_LABEL": "cloudimg-rootfs", "EFI_BOOT_DIR": "EFI/debian"}
+
+
+def _grub_stubs(root: Path, tmp_path: Path) -> dict[str, str]:
+    """install-packages notes whether EFI/debian existed (the package's postinst runs
+    grub-install when it does); grub-mkimage keeps its early config and writes its -o."""
+    return {
+        "install-packages": f'[ -d "{root}/boot/efi/EFI/debian" ] && echo "EFI/debian existed"'
+                            f' >> "{tmp_path}/calls.log"; true',
+        "grub-mkimage": f'while [ $# -gt 0 ]; do case $1 in -c) cp "$2" "{tmp_path}/early.cfg";'
+                        ' shift 2;; -o) echo image > "$2"; shift 2;; *) shift;; esac; done',
+    }
+
+
+def test_staged_esp_gets_grubs_removable_efi_image(tmp_path):
+    root = tmp_path / "root"
+    modules = root / "usr/lib/grub/arm64-efi"
+    modules.mkdir(parents=True)
+    (modules / "normal.mod").write_text("mod")
+    result = run("finalise.d/49-efi-grub-on-a-staged-esp", tmp_path, _grub_stubs(root, tmp_path),
+                 AMP_IMAGE_ROOT=str(root), **STAGED_ESP)
+    assert result.returncode == 0, result.stderr
+    made = calls(tmp_path)
+    assert made[0] == "install-packages -m bootloader grub-efi-arm64"
+    assert made[1].startswith(f"grub-mkimage -O arm64-efi -d {modules} -c ")
+    assert made[1].endswith(f"-p /boot/grub -o {root}/boot/efi/EFI/BOOT/BOOTAA64.EFI "
+                            "part_gpt part_msdos ext2 search search_label normal configfile")
+    assert "EFI/debian existed" not in made
+    assert (root / "boot/efi/EFI/BOOT/BOOTAA64.EFI").read_text() == "image\n"
+    assert (root / "boot/grub/arm64-efi/normal.mod").read_text() == "mod"
+    assert (root / "boot/efi/EFI/debian").is_dir()  # 50-bootloader skips grub-install
+    assert (tmp_path / "early.cfg").read_text() == (
+        "search --no-floppy --set=root --label cloudimg-rootfs\n"
+        "set prefix=($root)/boot/grub\n")
+
+
+@pytest.mark.parametrize("unset", ["DIB_AMP_ESP_STAGED", "DIB_BLOCK_DEVICE"])
+def test_a_mounted_esp_is_left_to_grub_install(tmp_path, unset):
+    env = {k: v for k, v in STAGED_ESP.items() if k != unset}
+    result = run("finalise.d/49-efi-grub-on-a-staged-esp", tmp_path,
+                 _grub_stubs(tmp_path / "root", tmp_path), AMP_IMAGE_ROOT=str(tmp_path / "root"),
+                 **env)
+    assert result.returncode == 0, result.stderr
+    assert calls(tmp_path) == [] and not (tmp_path / "root").exists()
