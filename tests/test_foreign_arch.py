@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,18 @@ def test_setup_host_refuses_an_unknown_argument():
     assert done.returncode == 2
     assert done.stderr.strip() == ("setup-host: error: unknown argument --arm65; "
                                    "use --arm64 or nothing")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the build command checks root first")
+def test_an_architecture_this_host_cannot_build_fails_before_the_build(tmp_path):
+    """One line, exit 1, nothing written: no work dir, no image, no handler."""
+    out = tmp_path / "out"
+    out.mkdir()
+    done = subprocess.run([str(Path(sys.executable).parent / "amp-image"), "build", "--arch",
+                           "ppc64le", "-o", str(out / "x.qcow2"), "--work-dir",
+                           str(tmp_path / "work")], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr == ("amp-image: error: this amd64 host cannot build ppc64le images "
+                           "(amp-image emulates arm64 only); build on a ppc64le host\n")
+    assert list(out.iterdir()) == [] and not (tmp_path / "work").exists()
