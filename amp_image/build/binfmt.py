@@ -12,7 +12,6 @@ the chroot, where no qemu-aarch64 exists.
 from __future__ import annotations
 
 import fcntl
-import os
 import platform
 import secrets
 import shutil
@@ -23,6 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from amp_image.build import host
 from amp_image.errors import HostError
 
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
@@ -99,9 +99,7 @@ def check_emulation(arch: str, binfmt_dir: Path = BINFMT_MISC) -> None:
     emulator(arch)
     if (binfmt_dir / "register").exists():
         return
-    module = Path(f"/lib/modules/{os.uname().release}/kernel/fs")
-    if ("binfmt_misc" not in Path("/proc/filesystems").read_text()
-            and not any(module.glob("binfmt_misc.ko*"))):
+    if not host.kernel_has_filesystem("binfmt_misc", "binfmt_misc.ko*"):
         raise HostError(f"this kernel has no binfmt_misc, needed to run {arch} programs "
                         f"during the build; build on a {arch} host or one with binfmt_misc")
 

@@ -204,15 +204,15 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     bin_dir = work_dir / "bin"
-    shims = install_shims(bin_dir, device_mapper, vfat=not needs_vfat_shims(plan))
+    staged_esp = needs_vfat_shims(plan)
+    shims = install_shims(bin_dir, device_mapper, vfat=not staged_esp)
     if shims:
         emit(f"host shims: {', '.join(shims)}"
              + ("" if device_mapper else " (no device-mapper: partitions via offset loops)")
-             + (" (no vfat: the EFI partition written with mtools)" if "mount" in shims
-                else ""))
+             + (" (no vfat: the EFI partition written with mtools)" if staged_esp else ""))
     env = dib_environment(plan, bin_dir, base_env if base_env is not None else os.environ,
                           package_cache=package_cache)
-    if "mount" in shims:
+    if staged_esp:
         env["DIB_AMP_ESP_STAGED"] = "1"  # amphora-base builds GRUB's EFI image itself
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

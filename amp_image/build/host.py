@@ -47,11 +47,16 @@ def check_root() -> None:
         raise HostError("image builds need root (loop devices, mounts, chroot); rerun as root")
 
 
-def kernel_mounts_vfat() -> bool:
-    """True when the kernel has vfat built in, loaded, or as a module it can load."""
-    if "vfat" in Path("/proc/filesystems").read_text().split():
+def kernel_has_filesystem(name: str, module: str) -> bool:
+    """The kernel has file system NAME built in or loaded, or as a module (MODULE, a glob
+    under its kernel/fs) that mount would load."""
+    if name in Path("/proc/filesystems").read_text().split():
         return True
-    return any(Path(f"/lib/modules/{os.uname().release}/kernel/fs/fat").glob("vfat.ko*"))
+    return any(Path(f"/lib/modules/{os.uname().release}/kernel/fs").glob(module))
+
+
+def kernel_mounts_vfat() -> bool:
+    return kernel_has_filesystem("vfat", "fat/vfat.ko*")
 
 
 def check_vfat_tools() -> None:
