@@ -326,7 +326,7 @@ def test_apply_creates_what_the_commands_describe_and_is_rerunnable():
 
 def test_main_has_every_command():
     assert set(main.commands) == {"build", "test", "publish", "openstack-config", "diff",
-                                  "check-certs"}
+                                  "check-certs", "cache"}
 
 
 def test_openstacksdk_pin_matches_the_extra():

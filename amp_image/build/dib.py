@@ -10,6 +10,7 @@ failed build leaves mounted is released by leftovers.py.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -21,10 +22,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import diskimage_builder
+
 from amp_image import PACKAGE_DIR
-from amp_image.build import binfmt, debootstrap_cache, host, locks
+from amp_image.build import binfmt, debootstrap_cache, host, layers, locks
 from amp_image.build.leftovers import release_leftovers
-from amp_image.build.plan import PACKAGE_PINS_FILE, ROOT_PASSWORD_HASH_FILE, BuildPlan
+from amp_image.build.plan import (
+    LAYER_CACHE_ELEMENT,
+    PACKAGE_PINS_FILE,
+    ROOT_PASSWORD_HASH_FILE,
+    BuildPlan,
+)
 from amp_image.build.progress import Progress, last_error
 from amp_image.build.shims import install_shims
 from amp_image.errors import BuildError
@@ -36,12 +44,17 @@ LEAKY_ENV_PREFIXES = ("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PYENV")
 # (the root password reaches the root-passwd element only as a hash in a file).
 SECRET_ENV = ("AMP_ROOT_PASSWORD", "DIB_PASSWORD")
 
+LAYER_OUT_DIR = "layers-out"
+
+
 @dataclass
 class BuildResult:
     image: Path
     manifests: Path | None
     seconds: float
     log_file: Path
+    # What the layer cache did: restored which layer, saved which (see layers.Choice).
+    layers: str = ""
 
 
 def elements_dir() -> Path:
@@ -184,6 +197,8 @@ def run_build(
             tarball = debootstrap_cache.tarball_path(cache_dir, plan.env["DIB_RELEASE"],
                                                      plan.env["ARCH"])
             debootstrap_cache.check(tarball, emit)
+        if cache_user:
+            emit("the layer cache is skipped too: it is part of the package cache")
         result = _run_dib(plan, device_mapper=device_mapper, log_file=log_file,
                           verbose=verbose, emit=emit, base_env=base_env,
                           package_cache=not cache_user)
@@ -214,6 +229,13 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
                           package_cache=package_cache)
     if staged_esp:
         env["DIB_AMP_ESP_STAGED"] = "1"  # amphora-base builds GRUB's EFI image itself
+    layer_out = work_dir / LAYER_OUT_DIR
+    shutil.rmtree(layer_out, ignore_errors=True)
+    chosen = choose_layers(plan, env, emit) \
+        if package_cache and LAYER_CACHE_ELEMENT in plan.elements else None
+    if chosen:
+        env.update(chosen[2].env(layer_out))
+        emit(chosen[2].describe())
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     progress = Progress(emit, start)
@@ -252,7 +274,49 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
     _publish(built, opts.output)
     manifests = _move_manifests(out_dir / f"{plan.image_name}.d",
                                 opts.output.with_name(f"{plan.image_name}.d"))
-    return BuildResult(opts.output, manifests, time.monotonic() - start, log_file)
+    if chosen:
+        file_layers(*chosen, layer_out, opts.cache_max_bytes, emit)
+    return BuildResult(opts.output, manifests, time.monotonic() - start, log_file,
+                       chosen[2].describe() if chosen else "layer cache not used")
+
+
+def dib_elements_dir() -> Path:
+    return Path(diskimage_builder.__file__).parent / "elements"
+
+
+def choose_layers(plan: BuildPlan, env: Mapping[str, str], emit: Callable[[str], None]
+                  ) -> tuple[layers.LayerCache, layers.LayerKeys, layers.Choice] | None:
+    """This build's layer keys and what it restores and saves; None (and a line saying
+    why) when a key input cannot be read."""
+    opts = plan.options
+    element_dirs = [Path(p) for p in env.get("ELEMENTS_PATH", "").split(":") if p]
+    try:
+        keys = layers.layer_keys(
+            elements=plan.elements, element_dirs=[*element_dirs, dib_elements_dir()],
+            dib_version=importlib.metadata.version("diskimage-builder"), env=env,
+            agent_source_kind=opts.agent_source.kind,
+            index_dates=layers.mirror_index_dates(env))
+    except layers.LayerKeyError as exc:
+        emit(f"the layer cache is off for this build: {exc}")
+        return None
+    cache = layers.LayerCache(opts.cache_dir, emit)
+    return cache, keys, cache.choose(keys, use=opts.layer_cache)
+
+
+def file_layers(cache: layers.LayerCache, keys: layers.LayerKeys, choice: layers.Choice,
+                layer_out: Path, max_bytes: int, emit: Callable[[str], None]) -> None:
+    """Move the layers this build saved into the cache, then keep it within max_bytes."""
+    kept = [choice.restore.path] if choice.restore else []
+    for name in choice.save:
+        staged = layer_out / f"{name}.tar.zst"
+        if not staged.is_file():
+            emit(f"layer cache: the build saved no '{name}' layer ({staged} is missing)")
+            continue
+        kept.append(cache.store(name, keys.of(name), staged, keys.inputs).path)
+    shutil.rmtree(layer_out, ignore_errors=True)
+    for layer in cache.prune(max_bytes, keep=kept):
+        emit(f"layer cache: removed the least recently used '{layer.name}' layer "
+             f"({layer.size >> 20} MiB) to stay within {max_bytes >> 20} MiB")
 
 
 def needs_vfat_shims(plan: BuildPlan) -> bool:

@@ -38,6 +38,9 @@ def element_vf_drivers(environment: Path = VF_DRIVERS_ENVIRONMENT) -> tuple[str,
 
 DEFAULT_VF_DRIVERS = element_vf_drivers()
 
+# Room for about four layers of the default image (a packages and an agent layer
+# are ~250 and ~300 MiB compressed).
+DEFAULT_LAYER_CACHE_BYTES = 4 << 30
 IMAGE_FORMATS = ("qcow2", "raw", "tar", "vhd")
 # Under the work dir; see root_password_hash.
 ROOT_PASSWORD_HASH_FILE = "secrets/root-password.hash"
@@ -81,6 +84,7 @@ ARCH_ALIASES = {
 # images boot through UEFI only, from an EFI system partition.
 UEFI_ONLY_ARCHES = frozenset({"arm64"})
 
+LAYER_CACHE_ELEMENT = "amphora-layer-cache"
 AMPHORA_ELEMENTS = (
     "vm",
     "amphora-base",
@@ -155,6 +159,9 @@ class BuildOptions:
     datasources: str = "ConfigDrive"
     kernel_package: str = ""
     use_tmpfs: bool = True
+    # The layer cache (layers.py): restore a matching layer; its bound in bytes.
+    layer_cache: bool = True
+    cache_max_bytes: int = DEFAULT_LAYER_CACHE_BYTES
     trace: bool = False
     compression: str = "zstd"
     slim: bool = True
@@ -345,6 +352,8 @@ def _elements(opts: BuildOptions, base: BaseOS) -> tuple[str, ...]:
         elements = [base.element, *AMPHORA_ELEMENTS]
         if opts.sriov:
             elements.append("sriov-vf-drivers")
+        # Restores and saves layers only when amp-image asks it to (DIB_AMP_LAYER_*).
+        elements.append(LAYER_CACHE_ELEMENT)
     if opts.root_password_hash:
         elements.append("root-passwd")
     if not opts.sshd:

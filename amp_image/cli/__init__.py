@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from amp_image import version
-from amp_image.cli import build, certs, diff, openstack_config, publish, test
+from amp_image.cli import build, cache, certs, diff, openstack_config, publish, test
 
 
 def _print_version(ctx: click.Context, _param, value: bool) -> None:
@@ -26,7 +26,7 @@ def main() -> None:
 
 
 for _command in (build.build, test.test_image, publish.publish, openstack_config.openstack_config,
-                 diff.diff, certs.check_certs):
+                 diff.diff, certs.check_certs, cache.cache):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image.build import binfmt, constraints, dib, gitref, host, preflight, rootpw
+from amp_image.build import binfmt, constraints, dib, gitref, host, layers, preflight, rootpw
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
@@ -157,6 +157,8 @@ def build_options(**kw) -> BuildOptions:
         image_format=kw["image_format"] or "",
         size_gb=kw["size"],
         cache_dir=_resolve(kw["cache_dir"]),
+        layer_cache=kw["layer_cache"],
+        cache_max_bytes=layers.parse_size(kw["cache_max_size"]),
         work_dir=_resolve(kw["work_dir"]),
         agent_version=agent_version(kw["agent_version"], series),
         series=series,
@@ -201,6 +203,7 @@ def print_summary(plan: BuildPlan, result: dib.BuildResult) -> None:
     click.echo(f"  firewall    {record.firewall or '?'}")
     if plan.options.sriov:
         click.echo(f"  VF drivers  {' '.join(record.vf_drivers) or 'none recorded'}")
+    click.echo(f"  layers      {result.layers}")
     click.echo(f"  log         {result.log_file}")
 
 
@@ -221,6 +224,12 @@ BUILD_OPTIONS = [
     click.option("--size", type=int, default=DEFAULT_SIZE_GB, show_default=True,
                  help="Disk size in GB."),
     click.option("--cache-dir", default="~/.cache/image-create", show_default=True),
+    click.option("--cache/--no-cache", "layer_cache", default=True, show_default=True,
+                 help="Restore the layer an earlier build with the same inputs saved, and run "
+                      "only the stages after it (--no-cache: run every stage; the build "
+                      "saves fresh layers either way)."),
+    click.option("--cache-max-size", default="4G", show_default=True,
+                 help="Bound of the layer cache; least recently used layers beyond it go."),
     click.option("--work-dir", default="~/.cache/amp-image/work", show_default=True),
     click.option("--agent-version", help="Octavia release installed from PyPI or a wheelhouse; "
                                          "its series picks the upper constraints and the "
