@@ -120,17 +120,28 @@ def run_to_end(cmd: list[str], **kw) -> int:
         raise
 
 
-def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> tuple[float, int, int]:
+@dataclass
+class BuildRun:
+    seconds: float
+    peak_mem: int
+    peak_disk: int
+    layers: str  # the build's "layer cache: restored ...; saving ..." line
+
+
+def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> BuildRun:
     cmd = [AMP_IMAGE, "build", "--sriov", "-o", str(output), "--cache-dir", str(cache),
            "--work-dir", str(work), *extra]
     work.mkdir(parents=True, exist_ok=True)
+    said = work.parent / "build-output.txt"
     start = time.monotonic()
-    with ResourceSampler(work) as sampler:
-        returncode = run_to_end(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    with ResourceSampler(work) as sampler, open(said, "w") as out:
+        returncode = run_to_end(cmd, stdin=subprocess.DEVNULL, stdout=out)
     seconds = time.monotonic() - start
     if returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} failed; see {output}.log")
-    return seconds, sampler.peak_mem, sampler.peak_disk
+    layers = next((line.strip() for line in said.read_text().splitlines()
+                   if line.startswith("layer cache:")), "layer cache: not used")
+    return BuildRun(seconds, sampler.peak_mem, sampler.peak_disk, layers)
 
 
 def image_sizes(image: Path) -> dict[str, float]:
@@ -200,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     image = args.image.resolve() if args.image else root / "amphora-x64-haproxy.qcow2"
     figures: list[Figure] = []
     extra: dict[str, float] = {}
-    if not args.image:
-        build_figures(args, image, cache, work, figures, extra)
+    layers = build_figures(args, image, cache, work, figures, extra) if not args.image else {}
     for name, value in image_sizes(image).items():
         figures.append(Figure(name, [value]))
     print(f"bench: {args.boot_runs} boots...", flush=True)
@@ -213,11 +223,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [f.row() for f in figures]
     result = {"machine": machine(), "image": str(image), "boot_path": boot_path,
-              "figures": rows, "critical_chain": chain}
+              "figures": rows, "layer_cache": layers, "critical_chain": chain}
     root.mkdir(parents=True, exist_ok=True)
     out = root / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(rows))
+    for build, line in layers.items():
+        print(f"{build}: {line}")
     print(f"boot path: {boot_path}")
     print(f"critical chain of the last boot:\n{chain}")
     print(f"machine: {result['machine']}")
@@ -226,25 +238,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path,
-                  figures: list[Figure], extra: dict[str, float]) -> None:
-    """Cold build (unless --skip-cold), warm rebuild, warm rebuild with another agent."""
+                  figures: list[Figure], extra: dict[str, float]) -> dict[str, str]:
+    """Cold build (unless --skip-cold), warm rebuild, warm rebuild with another agent;
+    returns what the layer cache did in each."""
+    layers = {}
     if not args.skip_cold:
         shutil.rmtree(cache, ignore_errors=True)
         print("bench: cold build (empty cache)...", flush=True)
-        seconds, mem, disk = timed_build(image, cache, work)
-        figures.append(Figure("cold build (s)", [seconds]))
-        extra.update({"cold build peak memory (MiB)": mem / 2**20,
-                      "cold build peak disk (MiB)": disk / 2**20})
+        run = timed_build(image, cache, work)
+        figures.append(Figure("cold build (s)", [run.seconds]))
+        extra.update({"cold build peak memory (MiB)": run.peak_mem / 2**20,
+                      "cold build peak disk (MiB)": run.peak_disk / 2**20})
+        layers["cold build"] = run.layers
     print("bench: warm rebuild...", flush=True)
-    seconds, mem, disk = timed_build(image, cache, work)
-    figures.append(Figure("warm rebuild (s)", [seconds]))
-    extra.update({"warm build peak memory (MiB)": mem / 2**20,
-                  "warm build peak disk (MiB)": disk / 2**20})
+    run = timed_build(image, cache, work)
+    figures.append(Figure("warm rebuild (s)", [run.seconds]))
+    extra.update({"warm build peak memory (MiB)": run.peak_mem / 2**20,
+                  "warm build peak disk (MiB)": run.peak_disk / 2**20})
+    layers["warm rebuild"] = run.layers
     print(f"bench: warm rebuild, agent {args.other_agent_version}...", flush=True)
     other = image.with_name("agent-changed.qcow2")
-    seconds, _, _ = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
-    figures.append(Figure("warm rebuild, agent changed (s)", [seconds]))
+    run = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
+    figures.append(Figure("warm rebuild, agent changed (s)", [run.seconds]))
+    layers["agent changed"] = run.layers
     other.unlink(missing_ok=True)
+    return layers
 
 
 def matrix_cell(series: str, arch: str, root: Path) -> dict:
