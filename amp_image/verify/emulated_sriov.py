@@ -54,7 +54,10 @@ class SriovNetwork:
 
 # Played by the harness inside the guest: what the physical host does.  VFs
 # are created with the driver's autoprobe off so their MACs are set before
-# igbvf binds, as Nova's VFs arrive with their Neutron port's MAC.
+# igbvf binds, as Nova's VFs arrive with their Neutron port's MAC.  Creating
+# VFs resets the PF; a VF probed before the PF is back ("PF still in reset
+# state") takes a random MAC, so probing waits for the PF's carrier and a VF
+# that still got the wrong MAC is unbound and probed again.
 HOST_SIDE_SCRIPT = textwrap.dedent(f"""\
     #!/bin/sh
     # amp-image test harness: plays the physical host of an SR-IOV amphora.
@@ -70,6 +73,22 @@ HOST_SIDE_SCRIPT = textwrap.dedent(f"""\
     done
     [ -n "$pf" ] || {{ echo "no igb PF with MAC {PF_MAC}" >&2; exit 1; }}
     dev=/sys/class/net/$pf/device
+    wait_for_pf() {{
+        for _ in $(seq 150); do
+            [ "$(cat /sys/class/net/$pf/carrier 2>/dev/null || true)" = 1 ] && return 0
+            sleep 0.2
+        done
+        echo "PF $pf has no carrier after 30 s" >&2
+    }}
+    vf_has_mac() {{  # $1: the VF's PCI address, $2: the MAC it must carry
+        grep -qix "$2" /sys/bus/pci/devices/$1/net/*/address 2>/dev/null
+    }}
+    probe_vf() {{
+        if [ -e /sys/bus/pci/devices/$1/driver ]; then
+            echo "$1" > /sys/bus/pci/devices/$1/driver/unbind
+        fi
+        echo "$1" > /sys/bus/pci/drivers_probe
+    }}
     ip link set "$pf" up
     if [ "$(cat $dev/sriov_numvfs)" = 0 ]; then
         echo 0 > $dev/sriov_drivers_autoprobe
@@ -77,16 +96,28 @@ HOST_SIDE_SCRIPT = textwrap.dedent(f"""\
         ip link set "$pf" vf 0 mac {VIP_VF_MAC}
         ip link set "$pf" vf 1 mac {MEMBER_VF_MAC}
         echo 1 > $dev/sriov_drivers_autoprobe
-        for vf in $dev/virtfn*; do
-            basename "$(readlink -f $vf)" > /sys/bus/pci/drivers_probe
-        done
     fi
-    for mac in {VIP_VF_MAC} {MEMBER_VF_MAC}; do
-        for _ in $(seq 50); do
-            ip -br link | grep -q "$mac" && break
+    for attempt in 1 2 3 4 5; do
+        wait_for_pf
+        missing=0
+        for index in 0 1; do
+            [ $index = 0 ] && mac={VIP_VF_MAC} || mac={MEMBER_VF_MAC}
+            vf=$(basename "$(readlink -f $dev/virtfn$index)")
+            vf_has_mac "$vf" "$mac" && continue
+            missing=1
+            probe_vf "$vf"
+        done
+        [ $missing = 0 ] && exit 0
+        for _ in $(seq 25); do
+            vf_has_mac "$(basename "$(readlink -f $dev/virtfn0)")" {VIP_VF_MAC} &&
+                vf_has_mac "$(basename "$(readlink -f $dev/virtfn1)")" {MEMBER_VF_MAC} &&
+                exit 0
             sleep 0.2
         done
+        echo "attempt $attempt: a VF of $pf has not got its MAC yet" >&2
     done
+    echo "the VFs of $pf did not take their MACs" >&2
+    exit 1
     """)
 
 HOST_SIDE_UNIT = textwrap.dedent("""\
