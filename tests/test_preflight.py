@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from amp_image.build import preflight
+from amp_image.build import host, preflight
 from amp_image.errors import PlanError
 
 
@@ -89,3 +89,11 @@ def test_versions_from_wheel_and_sdist_names():
              {"filename": "octavia-20.0.0.0rc1.tar.gz"}]
     assert preflight.released_versions(files) == {"19.0.0", "0.10.0", "20.0.0.0rc1"}
 
+
+
+def test_each_missing_build_tool_is_named_with_its_package():
+    """A host without zstd (the layer cache) or debootstrap: both named, with the package
+    to install (shutil.which stubbed)."""
+    absent = {"zstd", "debootstrap"}
+    missing = host.missing_tools(which=lambda tool, path=None: None if tool in absent else tool)
+    assert missing == ["debootstrap (package debootstrap)", "zstd (package zstd)"]

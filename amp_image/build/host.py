@@ -21,6 +21,7 @@ REQUIRED_TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "sgdisk": "gdisk",
     "xz": "xz-utils",
+    "zstd": "zstd",  # the layer cache's tarballs
 }
 
 PROXY_VARS = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
