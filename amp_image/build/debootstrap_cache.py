@@ -16,12 +16,13 @@ and every later build would fail on it (or unpack half a root).  So:
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+from amp_image.build.digests import sha256_file
 
 CHUNK = 1 << 20
 
@@ -34,14 +35,6 @@ def _record_path(tarball: Path) -> Path:
     return tarball.with_name(tarball.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _record(tarball: Path) -> dict | None:
     try:
         return json.loads(_record_path(tarball).read_text())
@@ -52,7 +45,7 @@ def _record(tarball: Path) -> dict | None:
 def _matches_record(tarball: Path) -> bool:
     record = _record(tarball)
     return bool(record) and record.get("size") == tarball.stat().st_size \
-        and record.get("sha256") == _sha256(tarball)
+        and record.get("sha256") == sha256_file(tarball)
 
 
 def damage(tarball: Path) -> str:
@@ -97,5 +90,5 @@ def remember(tarball: Path) -> None:
         return
     tmp = _record_path(tarball).with_suffix(".tmp")
     tmp.write_text(json.dumps({"size": size, "mtime_ns": tarball.stat().st_mtime_ns,
-                               "sha256": _sha256(tarball)}) + "\n")
+                               "sha256": sha256_file(tarball)}) + "\n")
     os.replace(tmp, _record_path(tarball))

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import requests
 
+from amp_image.build.digests import sha256_file, tree_digest
 from amp_image.errors import AmpImageError, PlanError
 
 FORMAT = 1
@@ -42,7 +43,6 @@ LAYER_DIR = "amp-image-layers"
 # Build order; each layer's hook is where the restored build picks up.
 SAVE_POINTS = {"packages": "74-amp-layer-packages", "agent": "77-amp-layer-agent"}
 AGENT_LAYER_SOURCES = ("pypi", "wheelhouse")
-CHUNK = 1 << 20
 
 # What only the agent layer depends on.
 # (The source's kind steers only extra-data.d and the agent's install.d hooks, which
@@ -60,36 +60,11 @@ class LayerKeyError(AmpImageError):
     """An input of the key cannot be read (the mirror's index, most often)."""
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_digest(folder: Path) -> str:
-    """SHA-256 over a folder's file names, modes, link targets and contents."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if "__pycache__" in path.parts or path.suffix == ".pyc":
-            continue
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink():
-            digest.update(f"L {rel} {os.readlink(path)}\n".encode())
-        elif path.is_file():
-            mode = "x" if os.access(path, os.X_OK) else "-"
-            digest.update(f"F {rel} {mode} {_sha256_file(path)}\n".encode())
-        elif path.is_dir():
-            digest.update(f"D {rel}\n".encode())
-    return digest.hexdigest()
-
-
 def _content(value: str) -> str:
     """A value that names a file or folder stands for its content."""
     path = Path(value)
     if value.startswith("/") and path.is_file():
-        return "sha256:" + _sha256_file(path)
+        return "sha256:" + sha256_file(path)
     if value.startswith("/") and path.is_dir():
         return "tree:" + tree_digest(path)
     return value
@@ -264,7 +239,7 @@ class LayerCache:
         tarball, record_path = self._paths(name, key)
         now = time.time()
         record = {"format": FORMAT, "name": name, "key": key, "size": staged.stat().st_size,
-                  "sha256": _sha256_file(staged), "created": now, "last_used": now,
+                  "sha256": sha256_file(staged), "created": now, "last_used": now,
                   "inputs": inputs}
         try:
             os.replace(staged, tarball)
@@ -321,7 +296,7 @@ def _damage(tarball: Path, record: dict | None) -> str:
     size = tarball.stat().st_size
     if size != record.get("size"):
         return f"{size} bytes, {record.get('size')} recorded"
-    if _sha256_file(tarball) != record.get("sha256"):
+    if sha256_file(tarball) != record.get("sha256"):
         return "its SHA-256 is not the recorded one"
     return ""
 

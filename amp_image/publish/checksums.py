@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from amp_image.build.digests import sha256_file
+
 SUMS_FILE = "SHA256SUMS"
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_sums(folder: Path, names: list[str], sums_file: str) -> None:
