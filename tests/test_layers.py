@@ -332,3 +332,10 @@ def test_a_bad_cache_size_is_refused_before_anything(tmp_path):
     assert result.exit_code == 1 and "size 'lots' is not a size" in result.output
     built = CliRunner().invoke(main, ["build", "--dry-run", "--cache-max-size", "lots"])
     assert built.exit_code != 0 and "size 'lots' is not a size" in built.output
+
+
+def test_cache_prune_of_a_cache_with_no_layers_touches_nothing(tmp_path):
+    missing = tmp_path / "no-cache-here"
+    result = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(missing)])
+    assert result.exit_code == 0 and result.output == f"no layers in {missing}\n"
+    assert not missing.exists()

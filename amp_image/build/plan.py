@@ -41,6 +41,8 @@ DEFAULT_VF_DRIVERS = element_vf_drivers()
 # Room for about four layers of the default image (a packages and an agent layer
 # are ~250 and ~300 MiB compressed).
 DEFAULT_LAYER_CACHE_BYTES = 4 << 30
+# DIB's own default image cache, shared with diskimage-create.sh.
+DEFAULT_CACHE_DIR = "~/.cache/image-create"
 IMAGE_FORMATS = ("qcow2", "raw", "tar", "vhd")
 # Under the work dir; see root_password_hash.
 ROOT_PASSWORD_HASH_FILE = "secrets/root-password.hash"
@@ -138,7 +140,7 @@ class BuildOptions:
     output: Path = Path(DEFAULT_OUTPUT)
     image_format: str = ""
     size_gb: int = DEFAULT_SIZE_GB
-    cache_dir: Path = Path("~/.cache/image-create")
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     work_dir: Path = Path("~/.cache/amp-image/work")
     agent_version: str = DEFAULT_AGENT_VERSION
     # OpenStack series (2025.1, ...): when set, the agent version must be of it.

@@ -16,6 +16,8 @@ from amp_image.build import binfmt, constraints, dib, gitref, host, layers, pref
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_LAYER_CACHE_BYTES,
     DEFAULT_OUTPUT,
     DEFAULT_SIZE_GB,
     DEFAULT_VF_DRIVERS,
@@ -223,12 +225,13 @@ BUILD_OPTIONS = [
                  help="Image format (default: from the output's extension, else qcow2)."),
     click.option("--size", type=int, default=DEFAULT_SIZE_GB, show_default=True,
                  help="Disk size in GB."),
-    click.option("--cache-dir", default="~/.cache/image-create", show_default=True),
+    click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True),
     click.option("--cache/--no-cache", "layer_cache", default=True, show_default=True,
                  help="Restore the layer an earlier build with the same inputs saved, and run "
                       "only the stages after it (--no-cache: run every stage; the build "
                       "saves fresh layers either way)."),
-    click.option("--cache-max-size", default="4G", show_default=True,
+    click.option("--cache-max-size", default=f"{DEFAULT_LAYER_CACHE_BYTES >> 30}G",
+                 show_default=True,
                  help="Bound of the layer cache; least recently used layers beyond it go."),
     click.option("--work-dir", default="~/.cache/amp-image/work", show_default=True),
     click.option("--agent-version", help="Octavia release installed from PyPI or a wheelhouse; "

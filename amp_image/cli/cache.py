@@ -8,15 +8,16 @@ from pathlib import Path
 import click
 
 from amp_image.build import layers, locks
+from amp_image.build.plan import DEFAULT_CACHE_DIR
 from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError
 
-CACHE_DIR_OPTION = click.option("--cache-dir", default="~/.cache/image-create",
-                                show_default=True, help="The builds' --cache-dir.")
+CACHE_DIR_OPTION = click.option("--cache-dir", default=DEFAULT_CACHE_DIR, show_default=True,
+                                help="The builds' --cache-dir.")
 
 
-def _layer_cache(cache_dir: str) -> layers.LayerCache:
-    return layers.LayerCache(Path(cache_dir).expanduser().resolve(), emit=click.echo)
+def _cache_path(cache_dir: str) -> Path:
+    return Path(cache_dir).expanduser().resolve()
 
 
 def _when(stamp: float) -> str:
@@ -33,7 +34,7 @@ def cache() -> None:
 @CACHE_DIR_OPTION
 def list_layers(cache_dir: str) -> None:
     """Each layer: name, key, size, made, last used."""
-    found = _layer_cache(cache_dir).layers()
+    found = layers.LayerCache(_cache_path(cache_dir)).layers()
     for layer in sorted(found, key=lambda item: item.last_used, reverse=True):
         click.echo(f"{layer.name:9} {layer.key[:16]}  {layer.size / 2**20:7.1f} MiB  "
                    f"made {_when(layer.created)}  used {_when(layer.last_used)}")
@@ -49,12 +50,15 @@ def prune(cache_dir: str, max_size: str) -> None:
     """Remove layers, least recently used first, while a build is not using the cache."""
     try:
         max_bytes = layers.parse_size(max_size)
-        cache_path = Path(cache_dir).expanduser().resolve()
+        cache_path = _cache_path(cache_dir)
+        if not (cache_path / layers.LAYER_DIR).is_dir():
+            click.echo(f"no layers in {cache_path}")
+            return
         with locks.package_cache(cache_path) as user:
             if user:
                 fail(f"the cache {cache_path} is in use by amp-image PID {user}; run "
                      "`amp-image cache prune` again when that build ends", 1)
-            removed = _layer_cache(cache_dir).prune(max_bytes)
+            removed = layers.LayerCache(cache_path, emit=click.echo).prune(max_bytes)
     except AmpImageError as exc:
         fail(str(exc), 1)
     freed = sum(layer.size for layer in removed)
