@@ -20,13 +20,14 @@ cloud_init_modules:
 """
 
 
-def run(tmp_path: Path, cloud_cfg: str, keygen_unit: bool, **env: str):
+def run(tmp_path: Path, cloud_cfg: str, keygen_unit: bool,
+        units: tuple[str, ...] = ("ssh-keygen.service",), **env: str):
     root, stub = tmp_path / "root", tmp_path / "stub"
     (root / "etc/cloud").mkdir(parents=True)
     (root / "etc/cloud/cloud.cfg").write_text(cloud_cfg)
-    if keygen_unit:
-        unit = root / "usr/lib/systemd/system/ssh-keygen.service"
-        unit.parent.mkdir(parents=True)
+    for name in units if keygen_unit else ():
+        unit = root / "usr/lib/systemd/system" / name
+        unit.parent.mkdir(parents=True, exist_ok=True)
         unit.write_text("[Unit]\n")
     stub.mkdir()
     (stub / "systemctl").write_text(f'#!/bin/bash\necho "$*" >> "{tmp_path}/systemctl.log"\n')
@@ -42,6 +43,14 @@ def test_dibs_keygen_unit_is_masked_when_cloud_init_makes_the_keys(tmp_path):
     result, calls = run(tmp_path, CLOUD_CFG, keygen_unit=True)
     assert result.returncode == 0, result.stderr
     assert calls == ["disable ssh-keygen.service", "mask ssh-keygen.service"]
+
+
+def test_debians_first_boot_keygen_is_masked_too(tmp_path):
+    result, calls = run(tmp_path, CLOUD_CFG, keygen_unit=True,
+                        units=("ssh-keygen.service", "sshd-keygen.service"))
+    assert result.returncode == 0, result.stderr
+    assert calls == ["disable ssh-keygen.service", "mask ssh-keygen.service",
+                     "disable sshd-keygen.service", "mask sshd-keygen.service"]
 
 
 def test_nothing_to_mask_without_the_unit(tmp_path):
