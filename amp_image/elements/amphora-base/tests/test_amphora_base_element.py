@@ -195,3 +195,16 @@ def test_a_mounted_esp_is_left_to_grub_install(tmp_path, unset):
                  **env)
     assert result.returncode == 0, result.stderr
     assert calls(tmp_path) == [] and not (tmp_path / "root").exists()
+
+
+def test_first_boot_update_stamps_carry_the_time_of_usr(tmp_path):
+    root = tmp_path / "root"
+    for d in ("usr", "etc", "var"):
+        (root / d).mkdir(parents=True)
+    os.utime(root / "usr", ns=(1_764_000_000_123_456_789, 1_764_000_000_123_456_789))
+    result = run("finalise.d/93-first-boot-updates-done", tmp_path, AMP_IMAGE_ROOT=str(root))
+    assert result.returncode == 0, result.stderr
+    for d in ("etc", "var"):
+        stamp = root / d / ".updated"
+        assert stamp.stat().st_mtime_ns == 1_764_000_000_123_456_789
+        assert "TIMESTAMP_NSEC=1764000000123456789\n" in stamp.read_text()
