@@ -48,6 +48,14 @@ def test_start_formats_and_mounts_at_base_cert_dir(tmp_path):
     assert certs.is_dir() and oct(certs.stat().st_mode & 0o777) == "0o700"
 
 
+def test_prepare_formats_without_reading_the_configuration_or_mounting(tmp_path):
+    result, calls = certs_ramfs(tmp_path, "prepare", mounted=False, conf="not read")
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[0] for call in calls] == [
+        "modprobe", "cryptsetup", "cryptsetup", "mkfs.ext2"]
+    assert "luksFormat /dev/ram0" in calls[1] and calls[2].endswith("open /dev/ram0 certfs-ramfs")
+
+
 def test_start_twice_leaves_the_mounted_disk_alone(tmp_path):
     result, calls = certs_ramfs(tmp_path, "start", mounted=True,
                                 conf=f"[haproxy_amphora]\nbase_cert_dir = {tmp_path}/c\n")
@@ -63,4 +71,4 @@ def test_stop_at_the_default_cert_dir(tmp_path):
 def test_usage(tmp_path):
     result, calls = certs_ramfs(tmp_path, "restart", mounted=False, conf="")
     assert (result.returncode, calls) == (2, [])
-    assert result.stderr.endswith("usage: " + str(SCRIPT) + " start|stop\n")
+    assert result.stderr.endswith("usage: " + str(SCRIPT) + " prepare|start|stop\n")
