@@ -45,12 +45,25 @@ def test_distributions_never_read_and_their_bytes(tmp_path):
                          line("controller_lib-1.0.dist-info/METADATA", 9.0, 1.0)])
     result = audit(site, [listing])
     assert result["never_read"] == ["controller_lib"]
-    assert result["distributions"]["agent_lib"]["read"] == 1
+    # the compiled file and, through it, its source
+    assert result["distributions"]["agent_lib"]["read"] == 2
     assert result["distributions"]["controller_lib"] == {
-        "files": 1, "read": 0, "bytes": (site / "controller_lib/__init__.py").stat().st_size
+        "files": 2, "read": 0, "bytes": (site / "controller_lib/__init__.py").stat().st_size
         + 10 + (site / "controller_lib-1.0.dist-info/METADATA").stat().st_size
         + (site / "controller_lib-1.0.dist-info/RECORD").stat().st_size}
     assert result["never_read_bytes"] == result["distributions"]["controller_lib"]["bytes"]
+
+
+def test_bytecode_compiled_after_pip_counts_for_its_sources_distribution(tmp_path):
+    """amphora-agent compiles the venv after pip installed it with --no-compile: the
+    RECORD names the sources only."""
+    site = make_site(tmp_path, {"agent_lib": ["agent_lib/__init__.py", "agent_lib/util.py"],
+                                "controller_lib": ["controller_lib/__init__.py"]})
+    listing = "\n".join([line("agent_lib/__pycache__/util.cpython-313.pyc", 9.0, 1.0),
+                         line("controller_lib/__pycache__/__init__.cpython-313.pyc", 1.0, 1.0)])
+    result = audit(site, [listing])
+    assert result["never_read"] == ["controller_lib"]
+    assert result["distributions"]["agent_lib"]["read"] == 1
 
 
 def test_listings_of_several_amphorae_add_up(tmp_path):

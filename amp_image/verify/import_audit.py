@@ -5,8 +5,9 @@ scenarios are done): every file of the venv with its access and modification tim
 The amphora's root is mounted ``relatime`` and pip writes each file without reading it
 back, so a file read since it was written has an access time after its modification
 time.  Python sources are left out: the build reads them all to compile them, and the
-compiled files show what was imported.  The listing is then mapped to distributions by
-their RECORD, read from the image itself.
+compiled files show what was imported; a compiled file read counts as its source read,
+since the agent's bytecode is compiled after pip installs it and is not in the RECORD.
+The listing is then mapped to distributions by their RECORD, read from the image itself.
 
 Reads during the build (the agent element proves its programs load) count as use: the
 audit errs towards keeping a distribution.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 AGENT_VENV = "/opt/amphora-agent-venv"
 LISTING_COMMAND = (f"find {AGENT_VENV} -type f ! -name '*.py' -printf '%A@ %T@ %p\\n'")
@@ -35,14 +36,23 @@ def read_files(listing: str) -> set[str]:
     return read
 
 
+def source_of(path: str) -> str:
+    """The source a compiled file was made from (pkg/__pycache__/m.cpython-313.pyc:
+    pkg/m.py); any other path as it is."""
+    compiled = PurePosixPath(path)
+    if compiled.parent.name != "__pycache__" or compiled.suffix != ".pyc":
+        return path
+    return str(compiled.parent.parent / f"{compiled.name.split('.', 1)[0]}.py")
+
+
 def usage(site_packages: Path, read: set[str]) -> dict[str, dict]:
-    """Per distribution in site_packages: its files (no sources, no metadata), how many
-    were read, and its size on disk."""
+    """Per distribution in site_packages: its files (no metadata), how many were read,
+    and its size on disk."""
+    read = read | {source_of(path) for path in read}
     report = {}
     for dist in importlib.metadata.distributions(path=[str(site_packages)]):
         records = [str(f) for f in dist.files or ()]
-        files = [f for f in records
-                 if not f.endswith(".py") and ".dist-info/" not in f and not f.startswith("..")]
+        files = [f for f in records if ".dist-info/" not in f and not f.startswith("..")]
         size = sum((site_packages / f).stat().st_size for f in records
                    if (site_packages / f).is_file())
         report[dist.metadata["Name"]] = {"files": len(files),
