@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -126,6 +127,19 @@ class BuildRun:
     peak_mem: int
     peak_disk: int
     layers: str  # the build's "layer cache: restored ...; saving ..." line
+    steps: list[tuple[str, float]]  # DIB's slowest scripts, slowest first
+
+
+# DIB's summary after each phase: "dib-run-parts 75-amphora-agent-install   23.702"
+DIB_SCRIPT_TIME = re.compile(r"\| dib-run-parts (\d\d-\S+)\s+(\d+\.\d+)$")
+SLOW_STEP_S = 3.0
+
+
+def slowest_steps(dib_log: str) -> list[tuple[str, float]]:
+    """The DIB scripts that took SLOW_STEP_S or more, slowest first."""
+    steps = [(m.group(1), float(m.group(2)))
+             for m in map(DIB_SCRIPT_TIME.search, dib_log.splitlines()) if m]
+    return sorted((s for s in steps if s[1] >= SLOW_STEP_S), key=lambda s: -s[1])
 
 
 def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> BuildRun:
@@ -141,7 +155,9 @@ def timed_build(output: Path, cache: Path, work: Path, *extra: str) -> BuildRun:
         raise SystemExit(f"bench: {' '.join(cmd)} failed; see {output}.log")
     layers = next((line.strip() for line in said.read_text().splitlines()
                    if line.startswith("layer cache:")), "layer cache: not used")
-    return BuildRun(seconds, sampler.peak_mem, sampler.peak_disk, layers)
+    dib_log = output.with_name(output.name + ".log")
+    steps = slowest_steps(dib_log.read_text(errors="replace")) if dib_log.is_file() else []
+    return BuildRun(seconds, sampler.peak_mem, sampler.peak_disk, layers, steps)
 
 
 def image_sizes(image: Path) -> dict[str, float]:
@@ -211,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     image = args.image.resolve() if args.image else root / "amphora-x64-haproxy.qcow2"
     figures: list[Figure] = []
     extra: dict[str, float] = {}
-    layers = build_figures(args, image, cache, work, figures, extra) if not args.image else {}
+    steps: dict[str, list[tuple[str, float]]] = {}
+    layers = (build_figures(args, image, cache, work, figures, extra, steps)
+              if not args.image else {})
     for name, value in image_sizes(image).items():
         figures.append(Figure(name, [value]))
     print(f"bench: {args.boot_runs} boots...", flush=True)
@@ -223,13 +241,16 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [f.row() for f in figures]
     result = {"machine": machine(), "image": str(image), "boot_path": boot_path,
-              "figures": rows, "layer_cache": layers, "critical_chain": chain}
+              "figures": rows, "layer_cache": layers, "slowest_steps": steps,
+              "critical_chain": chain}
     root.mkdir(parents=True, exist_ok=True)
     out = root / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(rows))
     for build, line in layers.items():
         print(f"{build}: {line}")
+        slow = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in steps.get(build, []))
+        print(f"  DIB scripts of {SLOW_STEP_S:.0f} s or more: {slow or 'none'}")
     print(f"boot path: {boot_path}")
     print(f"critical chain of the last boot:\n{chain}")
     print(f"machine: {result['machine']}")
@@ -238,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path,
-                  figures: list[Figure], extra: dict[str, float]) -> dict[str, str]:
+                  figures: list[Figure], extra: dict[str, float],
+                  steps: dict[str, list[tuple[str, float]]]) -> dict[str, str]:
     """Cold build (unless --skip-cold), warm rebuild, warm rebuild with another agent;
-    returns what the layer cache did in each."""
+    returns what the layer cache did in each, and puts each build's slowest DIB
+    scripts in steps."""
     layers = {}
     if not args.skip_cold:
         shutil.rmtree(cache, ignore_errors=True)
@@ -250,17 +273,20 @@ def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path
         extra.update({"cold build peak memory (MiB)": run.peak_mem / 2**20,
                       "cold build peak disk (MiB)": run.peak_disk / 2**20})
         layers["cold build"] = run.layers
+        steps["cold build"] = run.steps
     print("bench: warm rebuild...", flush=True)
     run = timed_build(image, cache, work)
     figures.append(Figure("warm rebuild (s)", [run.seconds]))
     extra.update({"warm build peak memory (MiB)": run.peak_mem / 2**20,
                   "warm build peak disk (MiB)": run.peak_disk / 2**20})
     layers["warm rebuild"] = run.layers
+    steps["warm rebuild"] = run.steps
     print(f"bench: warm rebuild, agent {args.other_agent_version}...", flush=True)
     other = image.with_name("agent-changed.qcow2")
     run = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
     figures.append(Figure("warm rebuild, agent changed (s)", [run.seconds]))
     layers["agent changed"] = run.layers
+    steps["agent changed"] = run.steps
     other.unlink(missing_ok=True)
     return layers
 
