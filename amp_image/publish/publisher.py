@@ -43,11 +43,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amp_image import version
+from amp_image.build.digests import sha256_file
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.image.records import default_manifests, image_stem
 from amp_image.publish import cloud, provenance, sbom, signing
-from amp_image.publish.checksums import SUMS_FILE, sha256_file, write_sums
+from amp_image.publish.checksums import SUMS_FILE, write_sums
 from amp_image.publish.folder import (
     MARKER_FILE,
     STAGING_PREFIX,
