@@ -108,7 +108,9 @@ HOST_SIDE_SCRIPT = textwrap.dedent(f"""\
             probe_vf "$vf"
         done
         [ $missing = 0 ] && exit 0
-        for _ in $(seq 25); do
+        # The PF answers a VF's mailbox slowly when the emulated amphora is busy
+        # (its first minutes): up to 15 s per attempt.
+        for _ in $(seq 75); do
             vf_has_mac "$(basename "$(readlink -f $dev/virtfn0)")" {VIP_VF_MAC} &&
                 vf_has_mac "$(basename "$(readlink -f $dev/virtfn1)")" {MEMBER_VF_MAC} &&
                 exit 0
