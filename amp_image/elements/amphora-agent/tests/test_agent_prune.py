@@ -1,6 +1,7 @@
-"""install.d/76-amphora-agent-prune without a build: a real venv holding made-up
-distributions (a dist-info with METADATA, RECORD and entry points, as pip writes
-them), pruned by the element's script as it runs in the image."""
+"""install.d/76-amphora-agent-prune, and the venv-compile step after it, without a
+build: a real venv holding made-up distributions (a dist-info with METADATA, RECORD and
+entry points, as pip writes them), pruned by the element's script as it runs in the
+image."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "install.d/76-amphora-agent-prune"
+COMPILE_SCRIPT = SCRIPT.with_name("76-amphora-agent-venv-compile")
 
 
 def add_distribution(site: Path, name: str, module: str, code: str = "",
@@ -54,7 +56,13 @@ def prune(venv: Path, names: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DIB_AMP_AGENT_PRUNE=names, AMP_AGENT_VENV_DIR=str(venv),
                AMP_AGENT_RECORD_DIR=str(venv.parent / "record"),
                AMP_AGENT_BIN_DIR=str(venv.parent / "bin"))
-    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    # As the build runs them: the prune, then the compile, which proves the linked
+    # programs still load.
+    result = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        return result
+    return subprocess.run(["bash", str(COMPILE_SCRIPT)], env=env, capture_output=True,
+                          text=True)
 
 
 def site_of(venv: Path) -> Path:

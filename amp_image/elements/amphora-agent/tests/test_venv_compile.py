@@ -17,12 +17,16 @@ def make_venv(tmp_path: Path) -> tuple[Path, Path]:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    info = site / "octavia-1.0.dist-info"  # no console scripts: nothing to load
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: octavia\nVersion: 1.0\n")
     return venv, site
 
 
 def compile_venv(venv: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True,
-                          env=dict(os.environ, AMP_AGENT_VENV_DIR=str(venv)))
+                          env=dict(os.environ, AMP_AGENT_VENV_DIR=str(venv),
+                                   AMP_AGENT_BIN_DIR=str(venv / "bin")))
 
 
 def test_every_module_left_in_the_venv_gets_its_bytecode(tmp_path):
