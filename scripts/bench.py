@@ -227,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     image = args.image.resolve() if args.image else root / "amphora-x64-haproxy.qcow2"
     figures: list[Figure] = []
     extra: dict[str, float] = {}
-    steps: dict[str, list[tuple[str, float]]] = {}
-    layers = (build_figures(args, image, cache, work, figures, extra, steps)
-              if not args.image else {})
+    builds = build_figures(args, image, cache, work, figures, extra) if not args.image else {}
+    layers = {label: run.layers for label, run in builds.items()}
+    steps = {label: run.steps for label, run in builds.items()}
     for name, value in image_sizes(image).items():
         figures.append(Figure(name, [value]))
     print(f"bench: {args.boot_runs} boots...", flush=True)
@@ -259,12 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path,
-                  figures: list[Figure], extra: dict[str, float],
-                  steps: dict[str, list[tuple[str, float]]]) -> dict[str, str]:
+                  figures: list[Figure], extra: dict[str, float]) -> dict[str, BuildRun]:
     """Cold build (unless --skip-cold), warm rebuild, warm rebuild with another agent;
-    returns what the layer cache did in each, and puts each build's slowest DIB
-    scripts in steps."""
-    layers = {}
+    returns each build's run (its layer cache line and slowest DIB scripts among it)."""
+    builds = {}
     if not args.skip_cold:
         shutil.rmtree(cache, ignore_errors=True)
         print("bench: cold build (empty cache)...", flush=True)
@@ -272,23 +270,20 @@ def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path
         figures.append(Figure("cold build (s)", [run.seconds]))
         extra.update({"cold build peak memory (MiB)": run.peak_mem / 2**20,
                       "cold build peak disk (MiB)": run.peak_disk / 2**20})
-        layers["cold build"] = run.layers
-        steps["cold build"] = run.steps
+        builds["cold build"] = run
     print("bench: warm rebuild...", flush=True)
     run = timed_build(image, cache, work)
     figures.append(Figure("warm rebuild (s)", [run.seconds]))
     extra.update({"warm build peak memory (MiB)": run.peak_mem / 2**20,
                   "warm build peak disk (MiB)": run.peak_disk / 2**20})
-    layers["warm rebuild"] = run.layers
-    steps["warm rebuild"] = run.steps
+    builds["warm rebuild"] = run
     print(f"bench: warm rebuild, agent {args.other_agent_version}...", flush=True)
     other = image.with_name("agent-changed.qcow2")
     run = timed_build(other, cache, work, "--agent-version", args.other_agent_version)
     figures.append(Figure("warm rebuild, agent changed (s)", [run.seconds]))
-    layers["agent changed"] = run.layers
-    steps["agent changed"] = run.steps
+    builds["agent changed"] = run
     other.unlink(missing_ok=True)
-    return layers
+    return builds
 
 
 def matrix_cell(series: str, arch: str, root: Path) -> dict:
