@@ -48,8 +48,8 @@ def test_start_formats_and_mounts_at_base_cert_dir(tmp_path):
     assert certs.is_dir() and oct(certs.stat().st_mode & 0o777) == "0o700"
 
 
-def test_prepare_formats_without_reading_the_configuration_or_mounting(tmp_path):
-    result, calls = certs_ramfs(tmp_path, "prepare", mounted=False, conf="not read")
+def test_prepare_formats_without_mounting(tmp_path):
+    result, calls = certs_ramfs(tmp_path, "prepare", mounted=False, conf="")
     assert result.returncode == 0, result.stderr
     assert [call.split()[0] for call in calls] == [
         "modprobe", "cryptsetup", "cryptsetup", "mkfs.ext2"]
