@@ -182,6 +182,7 @@ def test_env_constraints_url_refused(tmp_path):
 
 def test_env_replace_and_local_elements(tmp_path):
     (tmp_path / "els" / "my-el").mkdir(parents=True)
+    (tmp_path / "els" / "my-el" / "element-deps").write_text("")  # an element, as checked
     p = plan_of(env={"DIB_ELEMENTS": "debian-minimal vm amphora-agent",
                      "DIB_LOCAL_ELEMENTS": "my-el",
                      "DIB_LOCAL_ELEMENTS_PATH": str(tmp_path / "els")}, tmp_path=tmp_path)

@@ -12,7 +12,18 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image.build import binfmt, constraints, dib, gitref, host, layers, preflight, rootpw
+from amp_image.build import (
+    binfmt,
+    buildlog,
+    constraints,
+    dib,
+    gitref,
+    host,
+    inputs,
+    layers,
+    preflight,
+    rootpw,
+)
 from amp_image.build.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
@@ -66,7 +77,8 @@ def parse_agent_source(spec: str | None) -> AgentSource:
 
 
 def with_full_agent_ref(opts: BuildOptions) -> BuildOptions:
-    """A git source's branch or tag named in full, so DIB's cache cannot serve a stale one."""
+    """A git source read with git ls-remote (it must exist and have the ref), its branch
+    or tag named in full, so DIB's cache cannot serve a stale one."""
     src = opts.agent_source
     if src.kind != "git":
         return opts
@@ -140,16 +152,24 @@ def reproduce_options(snapshot: str | None, pin_from: str | None,
 
 
 def build_options(**kw) -> BuildOptions:
+    """BuildOptions from the command line; the files and folders it names are read
+    here (inputs.py), so a bad one fails before anything else, --dry-run included."""
     constraints_file = _resolve(kw["constraints"])
     if constraints_file and not constraints_file.is_file():
         raise PlanError(f"--constraints {kw['constraints']}: no such file")
+    if constraints_file:
+        inputs.check_constraints_file(constraints_file, "--constraints")
     elements_paths = tuple(_resolve(p) for p in kw["elements_path"])
     for p in elements_paths:
         if not p.is_dir():
             raise PlanError(f"--elements-path {p}: no such folder")
+        inputs.check_elements_path(p)
     vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else DEFAULT_VF_DRIVERS
     source = parse_agent_source(kw["agent_source"])
     series = agent_series(kw["series"], kw["agent_version"], source)
+    version = agent_version(kw["agent_version"], series)
+    if source.kind == "wheelhouse":
+        inputs.check_wheelhouse(Path(source.location), version)
     return BuildOptions(
         sriov=kw["sriov"],
         base_os=kw["base_os"],
@@ -162,7 +182,7 @@ def build_options(**kw) -> BuildOptions:
         layer_cache=kw["layer_cache"],
         cache_max_bytes=layers.parse_size(kw["cache_max_size"]),
         work_dir=_resolve(kw["work_dir"]),
-        agent_version=agent_version(kw["agent_version"], series),
+        agent_version=version,
         series=series,
         agent_source=source,
         constraints_file=constraints_file,
@@ -185,6 +205,13 @@ def build_options(**kw) -> BuildOptions:
         trace=kw["trace"],
         **reproduce_options(kw["snapshot"], kw["pin_packages_from"], os.environ),
     )
+
+
+def build_log(log_file: str | None, output: Path) -> Path:
+    """--log-file as given (each build overwrites it), else a new log of this build beside
+    the image (OUTPUT.<UTC time>.log; OUTPUT.log links the newest; see buildlog.py), so a
+    build never overwrites the log of the one before it."""
+    return _resolve(log_file) or buildlog.new_log(output)
 
 
 def print_plan(plan: BuildPlan) -> None:
@@ -287,7 +314,10 @@ BUILD_OPTIONS = [
                  show_default=True, help="qcow2 compression (zstd needs QEMU >= 5.1 to read)."),
     click.option("--slim/--no-slim", default=True, show_default=True,
                  help="Leave out docs, translations and kernel modules no amphora uses."),
-    click.option("--log-file", help="DIB log (default: OUTPUT.log beside the image)."),
+    click.option("--log-file", help="DIB log, overwritten by each build (default: a new "
+                                    "OUTPUT.<UTC time>.log beside the image per build, the "
+                                    f"{buildlog.KEEP} newest kept, OUTPUT.log links the "
+                                    "newest)."),
     click.option("--trace", is_flag=True, help="DIB shell tracing (-x)."),
     click.option("--publish-dir", help="After the build, publish the image here (as amp-image "
                                        "publish --dest, without --force: a new or empty folder, "
@@ -345,7 +375,7 @@ def build(ca_bundle, mirror, log_file, publish_dir, no_wait, dry_run, verbose, s
             raise PlanError(f"cannot write to {opts.output.parent} (read-only or not yours); "
                             "choose another -o")
         stop_on_sigterm()
-        log = _resolve(log_file) or opts.output.with_name(opts.output.name + ".log")
+        log = build_log(log_file, opts.output)
         click.echo(f"building {opts.output.name}: {plan.options.base_os} "
                    f"{plan.env['DIB_RELEASE']} {plan.env['ARCH']}, agent "
                    f"{opts.agent_source.describe()} {opts.agent_version}, "
