@@ -23,7 +23,7 @@ def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert {"build", "image", "verify", "publish", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert flat == ["__init__.py", "errors.py", "poll.py", "version.py"]
+    assert flat == ["__init__.py", "errors.py", "events.py", "poll.py", "version.py"]
 
 
 def test_qemu_img_info_in_one_place():

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amp_image import events
 from amp_image.build.binfmt import host_arch, is_foreign
 from amp_image.errors import HostError
 from amp_image.image.qemuimg import image_format
@@ -221,6 +222,9 @@ class Machine:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT,
                                          preexec_fn=_die_with_parent)
+        events.record("boot", image=spec.image.name,
+                      boot="direct" if spec.direct_boot else "bootloader",
+                      arch=spec.arch, accel=spec.accel)
 
     def _pinned_image(self) -> Path:
         """A hard link to the image, so a rebuild replacing it cannot change a running VM."""
