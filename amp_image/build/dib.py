@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import diskimage_builder
 
-from amp_image import PACKAGE_DIR
+from amp_image import PACKAGE_DIR, events
 from amp_image.build import binfmt, debootstrap_cache, host, layers, locks
 from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import (
@@ -33,6 +31,7 @@ from amp_image.build.plan import (
     ROOT_PASSWORD_HASH_FILE,
     BuildPlan,
 )
+from amp_image.build.process import ProcessTree, signals_deferred
 from amp_image.build.progress import Progress, last_error
 from amp_image.build.shims import install_shims
 from amp_image.errors import BuildError
@@ -237,33 +236,30 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         env.update(chosen[2].env(layer_out))
         emit(chosen[2].describe())
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    events.record("build", image=opts.output.name, arch=plan.env["ARCH"],
+                  layers=chosen[2].describe() if chosen else "layer cache not used")
     start = time.monotonic()
     progress = Progress(emit, start)
     cmd = dib_command(plan)
-    proc = None
-    try:
-        with open(log_file, "w") as log:
-            log.write("+ " + " ".join(cmd) + "\n")
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    text=True, errors="replace", cwd=work_dir)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                if verbose:
-                    emit(line.rstrip("\n"))
-                else:
-                    progress.feed(line)
-            rc = proc.wait()
-    except BaseException:
-        if proc and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        _cleanup_failed(work_dir, out_dir, emit)
-        raise
+    with open(log_file, "w") as log:
+        log.write("+ " + " ".join(cmd) + "\n")
+
+        def on_line(line: str) -> None:
+            log.write(line)
+            if verbose:
+                emit(line.rstrip("\n"))
+            else:
+                progress.feed(line)
+
+        tree = ProcessTree(cmd, env=env, cwd=work_dir, on_line=on_line)
+        try:
+            rc = tree.wait()
+        except BaseException:
+            with signals_deferred():
+                seconds = tree.stop()
+                log.write(f"amp-image: stopped; DIB's processes ended in {seconds:.1f} s\n")
+                _cleanup_failed(work_dir, out_dir, emit)
+            raise
     if rc != 0:
         _cleanup_failed(work_dir, out_dir, emit)
         raise BuildError(f"disk-image-create failed (exit {rc}); see {log_file}"
