@@ -39,16 +39,73 @@ def test_progress_reports_phase_and_script_once():
         "root.d", "root.d/08-debootstrap", "install.d/75-amphora-agent-install"]
 
 
-def test_last_error_names_the_element_message(tmp_path):
+def _log(tmp_path: Path, *lines: str) -> Path:
     log = tmp_path / "build.log"
-    log.write_text("\n".join("2026-11-25 10:00:00.000 | " + line for line in [
-        "ERROR: an earlier, unrelated error",
-        "sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo",
-        "sriov-vf-drivers: install a kernel that ships them",
-        "Unmount /work/test_missing_thing_failed/mnt/proc",
-    ]))
+    log.write_text("".join(f"2026-11-25 10:00:00.000 | {line}\n" for line in lines))
+    return log
+
+
+RUN = "dib-run-parts Running "
+
+
+def test_last_error_names_the_element_message(tmp_path):
+    log = _log(tmp_path,
+               "ERROR: an earlier, unrelated error",
+               RUN + "/tmp/in_target.d/post-install.d/70-check-vf-drivers",
+               "sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo",
+               "sriov-vf-drivers: install a kernel that ships them",
+               "Unmount /work/test_missing_thing_failed/mnt/proc")
     assert last_error(log, ("vm", "sriov-vf-drivers")) == (
-        ": sriov-vf-drivers: VF driver module(s) missing from the image's kernel: foo")
+        ": post-install.d/70-check-vf-drivers failed: sriov-vf-drivers: VF driver module(s) "
+        "missing from the image's kernel: foo")
+
+
+def test_last_error_after_a_restored_layer_names_the_failing_hook(tmp_path):
+    """The layer cache's notes on the hooks it skipped are "<element>: " lines of hooks
+    that completed; the cause is in the hook that did not (issue 28: a bad --constraints
+    file was reported as '74-amp-layer-packages skipped')."""
+    log = _log(tmp_path,
+               RUN + "/tmp/dib_build.x/hooks/root.d/07-amp-layer-restore",
+               "amphora-layer-cache: skipping root.d/75-debian-minimal-baseinstall",
+               "dib-run-parts 07-amp-layer-restore completed",
+               RUN + "/tmp/in_target.d/install.d/74-amp-layer-packages",
+               "amphora-layer-cache: install.d/74-amp-layer-packages skipped: the restored "
+               "layer holds its work",
+               "dib-run-parts 74-amp-layer-packages completed",
+               RUN + "/tmp/in_target.d/install.d/75-amphora-agent-install",
+               "Collecting octavia==19.0.0",
+               "ERROR: Invalid requirement: 'root:x:0:0:root:/root:/bin/bash': Expected end",
+               "ERROR: a later consequence",
+               "Unmount /tmp/dib_build.x/mnt/proc")
+    assert last_error(log, ("amphora-layer-cache", "amphora-agent")) == (
+        ": install.d/75-amphora-agent-install failed: ERROR: Invalid requirement: "
+        "'root:x:0:0:root:/root:/bin/bash': Expected end")
+
+
+def test_last_error_names_gits_fatal_line_in_the_failing_hook(tmp_path):
+    log = _log(tmp_path,
+               RUN + "/tmp/dib_build.x/hooks/root.d/07-amp-layer-restore",
+               "amphora-layer-cache: skipping root.d/75-debian-minimal-baseinstall",
+               "dib-run-parts 07-amp-layer-restore completed",
+               RUN + "/tmp/dib_build.x/hooks/extra-data.d/98-source-repositories",
+               "Cloning into '/root/.cache/image-create/source-repositories/x'...",
+               "fatal: '/nonexistent/repo' does not appear to be a git repository",
+               "fatal: Could not read from remote repository.")
+    assert last_error(log, ("amphora-layer-cache",)) == (
+        ": extra-data.d/98-source-repositories failed: fatal: '/nonexistent/repo' does not "
+        "appear to be a git repository")
+
+
+def test_last_error_names_a_hook_that_printed_no_error(tmp_path):
+    log = _log(tmp_path, RUN + "/tmp/in_target.d/install.d/10-quiet", "+ false")
+    assert last_error(log, ("vm",)) == ": install.d/10-quiet failed"
+
+
+def test_last_error_shortens_a_long_error_line(tmp_path):
+    log = _log(tmp_path, RUN + "/tmp/in_target.d/install.d/10-x", "ERROR: " + "y" * 500)
+    error = last_error(log, ())
+    assert error.startswith(": install.d/10-x failed: ERROR: yyy") and error.endswith("...")
+    assert len(error) < 300
 
 
 def test_last_error_falls_back_to_error_lines(tmp_path):
