@@ -1,7 +1,19 @@
 """Small helpers shared by the test modules."""
 
+import fcntl
+import signal
 import subprocess
 from pathlib import Path
+
+# How long amp-image may take to exit after SIGTERM or Ctrl-C, in any phase (issue 28).
+STOP_SECONDS = 15
+
+
+def with_default_sigint() -> None:
+    """preexec_fn for a child that a test stops with SIGINT: a suite started in the
+    background (`./scripts/test &`, nohup, some CI runners) inherits SIGINT ignored, and
+    so would the child, which then never sees the Ctrl-C it is sent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def leftovers(work: Path) -> list[str]:
@@ -37,3 +49,15 @@ def no_cloud_env(tmp_path: Path) -> dict[str, str | None]:
     return {"OS_CLOUD": None, "OS_AUTH_URL": None,
             "OS_CLIENT_CONFIG_FILE": str(empty / "clouds.yaml"),
             "HOME": str(empty), "XDG_CONFIG_HOME": str(empty)}
+
+
+def lock_is_free(work: Path) -> bool:
+    lock = work / ".amp-image.lock"
+    if not lock.exists():
+        return True
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True

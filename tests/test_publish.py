@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import AMP_IMAGE
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from helpers import no_cloud_env
+from helpers import STOP_SECONDS, no_cloud_env, with_default_sigint
 
 from amp_image import version
 from amp_image.cli import main
@@ -587,7 +588,8 @@ def test_publish_stopped_by_a_signal_leaves_nothing(images, tmp_path, signame):
     dest = tmp_path / "dist"
     proc = subprocess.Popen([sys.executable, "-c", SLOW_PUBLISH, str(image), str(dest)],
                             env={**os.environ, "TMPDIR": str(tmp)}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=with_default_sigint)
     try:
         line = proc.stdout.readline()  # "reading amp.qcow2 (read-only loop mount)"
         while line and not line.startswith("MOUNTED "):
@@ -596,7 +598,7 @@ def test_publish_stopped_by_a_signal_leaves_nothing(images, tmp_path, signame):
         root = line.split(" ", 1)[1].strip()
         assert os.path.ismount(root) and loops_backed_by(str(tmp))
         proc.send_signal(getattr(signal, signame))
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=STOP_SECONDS)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -608,3 +610,57 @@ def test_publish_stopped_by_a_signal_leaves_nothing(images, tmp_path, signame):
     assert leftovers == []
     assert list(tmp.iterdir()) == []  # no raw copy of the image, no mount point
     assert not dest.exists()
+
+
+def _naming(folder: Path) -> list[str]:
+    """Processes whose command line names folder (a left qemu-storage-daemon)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) + "/" in args:
+            found.append(f"{cmdline.parent.name}: {args[:120]}")
+    return found
+
+
+def test_what_a_killed_publish_left_is_released_by_the_next_run(images, tmp_path):
+    """kill -9 while the image is exported over FUSE, loop-mounted and mounted: nothing
+    of amp-image's runs to undo it.  The next amp-image run that reads an image in the
+    same temporary folder finds the view's lock free and releases all three."""
+    _, image = images
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PUBLISH, str(image),
+                             str(tmp_path / "dist")], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        while line and not line.startswith("MOUNTED "):
+            line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        root = line.split(" ", 1)[1].strip()
+        proc.kill()
+        proc.wait(timeout=STOP_SECONDS)
+        left = [root] if os.path.ismount(root) else []
+        left += loops_backed_by(str(tmp)) + _naming(tmp)
+        assert left, "expected the killed publish to leave its view behind"
+        again = subprocess.run([AMP_IMAGE, "publish", str(image), "--dest",
+                                str(tmp_path / "dist-2")], env=env, capture_output=True,
+                               text=True, stdin=subprocess.DEVNULL, timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert "released what an earlier, killed amp-image left" in again.stderr
+        assert not os.path.ismount(root)
+        assert loops_backed_by(str(tmp)) == []
+        assert _naming(tmp) == []
+        assert list(tmp.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        release_test_leftovers(root if "root" in locals() else "", tmp)
+        for pid_line in _naming(tmp):
+            os.kill(int(pid_line.split(":")[0]), signal.SIGKILL)
+        for export in tmp.glob("amp-image-fs.*/image.raw"):
+            subprocess.run(["umount", "-l", str(export)], check=False)

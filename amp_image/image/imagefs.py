@@ -4,18 +4,27 @@ Works without device-mapper, nbd and loop partition scanning: a qcow2 image is
 exported read-only as a raw file over FUSE by qemu-storage-daemon (no copy), or,
 where FUSE is missing, converted to a sparse raw file; its root partition is
 then mapped with an offset loop device.
+
+Each view lives in a folder of its own (``amp-image-fs.*``) holding a lock for as
+long as its owner runs.  An owner killed outright (``kill -9``) leaves the export,
+the loop device and the mount behind; the next view made in the same place finds
+the folder's lock free and releases them, as a build does with its work dir.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from amp_image.build.leftovers import release_leftovers
 from amp_image.errors import AmpImageError
 from amp_image.image import qemuimg
 from amp_image.poll import PollTimeout, poll_until
@@ -91,15 +100,84 @@ def _stop_export(daemon: subprocess.Popen, target: Path) -> None:
     subprocess.run(["umount", str(target)], capture_output=True)
 
 
+VIEW_PREFIX = "amp-image-fs."
+VIEW_LOCK = ".amp-image-view.lock"
+
+
+def _owned_folder(parent: Path | None, stack: ExitStack) -> Path:
+    """A new view folder, its lock held until stack closes.  The lock file is locked
+    under another name and then renamed, so no one sees it free while it is new."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=VIEW_PREFIX,
+                                                                  dir=parent)))
+    staged = folder / f"{VIEW_LOCK}.new"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    stack.callback(os.close, fd)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    staged.rename(folder / VIEW_LOCK)
+    return folder
+
+
+def _lock_is_free(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _processes_naming(folder: Path) -> list[int]:
+    """Processes whose command line names a path in folder (a left qemu-storage-daemon)."""
+    needle = (str(folder) + "/").encode()
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def release_stale_views(parent: Path | None = None) -> list[str]:
+    """Release what views in parent (the temporary folder by default) whose owner is
+    gone left behind: the loop device, the mounts, the export's daemon, the folder."""
+    parent = Path(parent or tempfile.gettempdir())
+    released: list[str] = []
+    for folder in sorted(parent.glob(VIEW_PREFIX + "*")):
+        if not _lock_is_free(folder / VIEW_LOCK):
+            continue  # in use, or not a view amp-image made
+        released += release_leftovers(folder)
+        for pid in _processes_naming(folder):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                released.append(f"kill {pid}")
+            except ProcessLookupError:
+                pass
+        poll_until(lambda f=folder: not _processes_naming(f), timeout=10, interval=0.1)
+        subprocess.run(["umount", "-l", str(folder / "image.raw")], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        released.append(f"rm -r {folder}")
+    return released
+
+
 @contextmanager
 def mounted_image(image: Path, workdir: Path | None = None) -> Iterator[Path]:
     """Yield the image's root file system, mounted read-only."""
     image = image.resolve()
     if not image.is_file():
         raise AmpImageError(f"{image}: no such image")
+    for action in release_stale_views(workdir):
+        print(f"amp-image: released what an earlier, killed amp-image left: {action}",
+              file=sys.stderr)
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(
-            prefix="amp-image-fs.", dir=workdir)))
+        tmp = _owned_folder(workdir, stack)
         raw = image
         if qemuimg.image_format(image) != "raw":
             raw = raw_view(image, tmp / "image.raw", stack)
