@@ -6,9 +6,13 @@ The builds share one work dir, a tmpfs of its own (so that it can be made full),
 run in order:
 
 * the faults found before the build starts (preflight: the Debian mirror, the package
-  index behind a dead proxy, an agent release PyPI lacks; a missing or read-only
-  output folder) and images that are not images (``test``, ``publish``);
-* the work dir full;
+  index behind a dead proxy, an agent release PyPI lacks, a constraints file that is
+  not one, a git source or ref that does not exist; a missing or read-only output
+  folder) and images that are not images (``test``, ``publish``);
+* faults inside the build: constraints pip cannot meet (the agent's install hook),
+  the work dir full;
+* each of the build faults twice, from scratch (--no-cache) and after the layer cache
+  restored the default build's layers, with the cause's words asserted each time;
 * ``kill -9`` of the whole build (its process group, DIB and chroot included) in each
   DIB phase: root.d, install.d, finalise.d and the qcow2 conversion.  Each next build
   is the rebuild after the kill before it: it must release what the killed one left
@@ -22,7 +26,6 @@ build/faults.json, for the record.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -34,9 +37,10 @@ from pathlib import Path
 
 import pytest
 from conftest import AMP_IMAGE, ROOT
-from helpers import leftovers, loop_devices
+from helpers import leftovers, lock_is_free, loop_devices
 
 from amp_image.build import debootstrap_cache
+from amp_image.build.constraints import DEFAULT_AGENT_VERSION, vendored_for
 
 pytestmark = pytest.mark.image
 
@@ -82,18 +86,6 @@ def left_in(work: Path) -> list[str]:
     return [line for line in leftovers(work) if line.split()[4:5] != [str(work)]]
 
 
-def lock_is_free(work: Path) -> bool:
-    lock = work / ".amp-image.lock"
-    if not lock.exists():
-        return True
-    with open(lock) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-    return True
-
-
 def build(work: Path, output: Path, *args: str, env: dict | None = None,
           cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
@@ -104,38 +96,100 @@ def build(work: Path, output: Path, *args: str, env: dict | None = None,
 
 
 def assert_failed_cleanly(fault: str, result: subprocess.CompletedProcess, seconds: float,
-                          work: Path, output: Path, *words: str, code: int = 1) -> None:
+                          work: Path, output: Path, *words: str, code: int = 1,
+                          mode: str = "") -> None:
     """One error line naming the cause and the fix, the exit code, nothing left."""
     lines = result.stderr.strip().splitlines()
     assert result.returncode == code, result.stdout[-2000:] + result.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("amp-image: error: "), result.stderr
     assert all(w in lines[0] for w in words), (words, lines[0])
     left = left_in(work)
-    ROWS.append({"fault": fault, "error": lines[0], "seconds": round(seconds, 1),
+    ROWS.append({"fault": fault, "mode": mode, "layer": layer_line(result.stdout),
+                 "error": lines[0], "seconds": round(seconds, 1),
                  "leftovers": len(left), "rebuild": "see the last build"})
     assert not output.exists(), f"{output} was written"
     assert left == [] and lock_is_free(work), left
 
 
-def test_debian_mirror_unreachable(work, output):
+def layer_line(stdout: str) -> str:
+    """What the layer cache did, as the build said it ("" if it got no further)."""
+    return next((line for line in stdout.splitlines() if line.startswith("layer cache:")), "")
+
+
+# Each fault twice: a build from scratch, and one where the layer cache restores the
+# default build's layers (the usual case on a CI machine or an operator's build host,
+# where the layer cache's own "<element>: ..." notes once masked the cause).
+MODES = {"from scratch": ("--no-cache",), "after a restored layer": ()}
+both_modes = pytest.mark.parametrize("mode", list(MODES))
+
+
+@both_modes
+def test_debian_mirror_unreachable(work, output, mode):
     mirror = f"http://127.0.0.1:{closed_port()}/debian"
-    result, seconds = build(work, output, "--mirror", mirror)
+    result, seconds = build(work, output, *MODES[mode], "--mirror", mirror)
     assert_failed_cleanly("Debian mirror unreachable", result, seconds, work, output,
-                          "the Debian mirror is unreachable", mirror, "--mirror")
+                          "the Debian mirror is unreachable", mirror, "--mirror", mode=mode)
 
 
-def test_package_index_behind_a_dead_proxy(work, output):
+@both_modes
+def test_package_index_behind_a_dead_proxy(work, output, mode):
     proxy = f"http://127.0.0.1:{closed_port()}"
-    result, seconds = build(work, output, env={"https_proxy": proxy, "HTTPS_PROXY": proxy})
+    result, seconds = build(work, output, *MODES[mode],
+                            env={"https_proxy": proxy, "HTTPS_PROXY": proxy})
     assert_failed_cleanly("package index unreachable (dead https_proxy)", result, seconds,
                           work, output, "the Python package index is unreachable", proxy,
-                          "fix or unset https_proxy")
+                          "fix or unset https_proxy", mode=mode)
 
 
-def test_agent_release_that_does_not_exist(work, output):
-    result, seconds = build(work, output, "--agent-version", "19.0.77")
+@both_modes
+def test_agent_release_that_does_not_exist(work, output, mode):
+    result, seconds = build(work, output, *MODES[mode], "--agent-version", "19.0.77")
     assert_failed_cleanly("agent version not on PyPI", result, seconds, work, output,
-                          "octavia 19.0.77 is not on PyPI", "--agent-version")
+                          "octavia 19.0.77 is not on PyPI", "--agent-version", mode=mode)
+
+
+@both_modes
+def test_constraints_file_that_is_not_one(work, output, mode):
+    result, seconds = build(work, output, *MODES[mode], "--constraints", "/etc/passwd")
+    assert_failed_cleanly("constraints file that does not parse", result, seconds, work,
+                          output, "--constraints /etc/passwd", "root:x:0:0", mode=mode)
+
+
+@both_modes
+def test_constraints_that_pip_cannot_meet(work, output, mode, tmp_path):
+    """Constraints that parse but pin a release that does not exist: pip fails in the
+    agent's install hook, inside the build.  After a restored layer, the packages layer
+    is restored (the constraints feed only the agent's) and the hooks it holds are
+    skipped with notes that once were taken for the cause."""
+    constraints = tmp_path / "constraints.txt"
+    pins = vendored_for(DEFAULT_AGENT_VERSION).read_text().splitlines()
+    constraints.write_text("\n".join(
+        "pyroute2===0.0.1" if line.startswith("pyroute2===") else line for line in pins)
+        + "\n")
+    result, seconds = build(work, output, *MODES[mode], "--constraints", str(constraints))
+    if mode == "after a restored layer":
+        assert "restored 'packages'" in layer_line(result.stdout), result.stdout[-3000:]
+    assert_failed_cleanly("constraints pip cannot meet (in the build)", result, seconds,
+                          work, output, "install.d/75-amphora-agent-install failed: ERROR",
+                          "pyroute2", mode=mode)
+
+
+@both_modes
+def test_git_source_that_does_not_exist(work, output, mode, tmp_path):
+    missing = tmp_path / "no-such-repo"
+    result, seconds = build(work, output, *MODES[mode], "--agent-source",
+                            f"git+file://{missing}")
+    assert_failed_cleanly("git source that does not exist", result, seconds, work, output,
+                          "cannot read git repository", str(missing), mode=mode)
+
+
+@both_modes
+def test_git_ref_that_does_not_exist(work, output, mode, octavia_git_repo):
+    repo, _ = octavia_git_repo
+    result, seconds = build(work, output, *MODES[mode], "--agent-source",
+                            f"git+file://{repo}@no-such-tag")
+    assert_failed_cleanly("git ref that does not exist", result, seconds, work, output,
+                          "has no branch or tag 'no-such-tag'", mode=mode)
 
 
 def test_missing_output_folder(work, tmp_path):
@@ -183,16 +237,17 @@ def test_a_file_that_is_not_an_image(work, tmp_path, verb):
                  "seconds": round(seconds, 1), "leftovers": 0, "rebuild": "n/a"})
 
 
-def test_work_dir_full(work, output):
+@both_modes
+def test_work_dir_full(work, output, mode):
     """The chroot in the work dir (--no-tmpfs), the work dir made 64 MiB: debootstrap's
-    tarball no longer fits."""
+    tarball, or the restored layer, no longer fits."""
     subprocess.run(["mount", "-o", "remount,size=64m", str(work)], check=True)
     try:
-        result, seconds = build(work, output, "--no-tmpfs")
+        result, seconds = build(work, output, *MODES[mode], "--no-tmpfs")
     finally:
         subprocess.run(["mount", "-o", "remount,size=8g", str(work)], check=True)
     assert_failed_cleanly("work dir full", result, seconds, work, output,
-                          "no space left on device", "--work-dir")
+                          "no space left on device", "--work-dir", mode=mode)
 
 
 def kill_in(phase: str, work: Path, output: Path) -> dict:
