@@ -15,23 +15,51 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from amp_image.build import layers, locks
+from amp_image.build import dib, layers, locks
 from amp_image.build.plan import AgentSource, BuildOptions, HostContext, make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 
 DATES = {"http://mirror/debian/dists/trixie": "Sat, 21 Nov 2026 09:12:01 UTC"}
+PACKAGES, AGENT = layers.SAVE_POINTS["packages"], layers.SAVE_POINTS["agent"]
+AMP_ELEMENTS = Path(layers.__file__).resolve().parents[1] / "elements"
+
+
+def make_element(folder: Path, name: str, files: dict[str, str]) -> Path:
+    """A real element folder: files by path inside it; hooks (a phase's NN-name) and
+    bin/ executable, as DIB wants them."""
+    root = folder / name
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        top = rel.split("/")[0]
+        hook = top.endswith(".d") and top != "environment.d" and path.suffix != ".sh"
+        path.chmod(0o755 if hook or top == "bin" else 0o644)
+    return root
 
 
 @pytest.fixture
 def element_dir(tmp_path) -> Path:
+    """Elements as DIB finds them: base (which disk-image-create adds to every build),
+    amphora-base with a hook before the packages layer's save point, and the hook
+    that saves it."""
     folder = tmp_path / "elements"
-    (folder / "amphora-base" / "install.d").mkdir(parents=True)
-    hook = folder / "amphora-base" / "install.d" / "10-thing"
-    hook.write_text("#!/bin/bash\necho thing\n")
-    hook.chmod(0o755)
-    (folder / "amphora-base" / "package-installs.yaml").write_text("haproxy:\n")
+    make_element(folder, "base", {"root.d/10-bootstrap": "#!/bin/bash\necho root\n",
+                                  "README.rst": "base\n"})
+    make_element(folder, "amphora-base", {
+        "install.d/10-thing": '#!/bin/bash\necho "thing ${DIB_AMP_THING:-}"\n',
+        "package-installs.yaml": "haproxy:\n",
+        "README.rst": "amphora-base\n",
+        "tests/test_thing.py": "def test_thing():\n    pass\n"})
+    make_element(folder, "amphora-layer-cache", {
+        f"install.d/{PACKAGES}": "#!/bin/bash\necho save packages\n",
+        f"install.d/{AGENT}": "#!/bin/bash\necho save agent\n"})
     return folder
+
+
+ELEMENTS = ("amphora-base", "amphora-layer-cache")
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:
@@ -47,8 +75,8 @@ def base_env(tmp_path: Path) -> dict[str, str]:
             "PATH": "/usr/bin", "HOME": "/root"}
 
 
-def keys(element_dir: Path, env: dict[str, str], *, elements=("debian-minimal", "vm"),
-         dib="3.43.0", dates=None, kind="pypi") -> layers.LayerKeys:
+def keys(element_dir: Path, env: dict[str, str], *, elements=ELEMENTS, dib="3.43.0",
+         dates=None, kind="pypi") -> layers.LayerKeys:
     return layers.layer_keys(elements=elements, element_dirs=[element_dir], dib_version=dib,
                              env=env, agent_source_kind=kind,
                              index_dates=DATES if dates is None else dates)
@@ -60,7 +88,7 @@ def test_same_inputs_same_keys(element_dir, tmp_path):
 
 @pytest.mark.parametrize("change", [
     "hook content", "hook mode", "package list", "element list", "release", "architecture",
-    "mirror index date", "DIB version", "CA bundle content", "proxy", "new DIB variable",
+    "mirror index date", "DIB version", "proxy", "DIB variable a hook reads", "SKIP_BASE",
 ])
 def test_every_input_of_the_packages_layer_changes_both_keys(element_dir, tmp_path, change):
     env = base_env(tmp_path)
@@ -74,7 +102,8 @@ def test_every_input_of_the_packages_layer_changes_both_keys(element_dir, tmp_pa
     elif change == "package list":
         (element_dir / "amphora-base" / "package-installs.yaml").write_text("haproxy:\nsos:\n")
     elif change == "element list":
-        kwargs["elements"] = ("debian-minimal", "vm", "cpu-pinning")
+        make_element(element_dir, "cpu-pinning", {"install.d/30-tuned": "#!/bin/bash\n"})
+        kwargs["elements"] = (*ELEMENTS, "cpu-pinning")
     elif change == "release":
         env["DIB_RELEASE"] = "bookworm"
     elif change == "architecture":
@@ -84,33 +113,278 @@ def test_every_input_of_the_packages_layer_changes_both_keys(element_dir, tmp_pa
                            "Sun, 22 Nov 2026 09:12:01 UTC"}
     elif change == "DIB version":
         kwargs["dib"] = "3.44.0"
-    elif change == "CA bundle content":
-        Path(env["DIB_AMP_CA_BUNDLE"]).write_text("CA two\n")
     elif change == "proxy":
         env["http_proxy"] = "http://proxy:3128"
-    elif change == "new DIB variable":
-        env["DIB_AMP_VF_DRIVERS"] = "iavf"
+    elif change == "DIB variable a hook reads":
+        env["DIB_AMP_THING"] = "1"
+    elif change == "SKIP_BASE":  # disk-image-create leaves the base element out
+        env["SKIP_BASE"] = "1"
     after = keys(element_dir, env, **kwargs)
     assert after.packages != before.packages
     assert after.agent != before.agent
 
 
-@pytest.mark.parametrize("change", ["agent version", "constraints content"])
+@pytest.mark.parametrize("change", ["agent version", "constraints content", "CA bundle content"])
 def test_an_agent_change_keeps_the_packages_layer(element_dir, tmp_path, change):
+    """The agent's version, constraints and the CA bundle pip trusts are staged into the
+    hooks (extra-data.d) for the agent's install.d hooks only."""
     env = base_env(tmp_path)
     before = keys(element_dir, env)
     if change == "agent version":
         env["DIB_AMP_AGENT_VERSION"] = "19.0.1"
-    else:
+    elif change == "constraints content":
         Path(env["DIB_AMP_AGENT_CONSTRAINTS"]).write_text("oslo.config===10.0.1\n")
+    else:
+        Path(env["DIB_AMP_CA_BUNDLE"]).write_text("CA two\n")
     after = keys(element_dir, env)
     assert after.packages == before.packages
     assert after.agent != before.agent
 
 
+# Elements whose every hook runs after both save points, and nothing else of which is
+# read before them: not in either key.
+LATE_ELEMENTS = {
+    "a later phase's hooks": {"post-install.d/50-check": "#!/bin/bash\necho check\n",
+                              "finalise.d/90-tidy": "#!/bin/bash\n",
+                              "cleanup.d/10-x": "#!/bin/bash\n",
+                              "block-device.d/10-x": "#!/bin/bash\n",
+                              "post-root.d/10-x": "#!/bin/bash\n",
+                              "pre-finalise.d/10-x": "#!/bin/bash\n"},
+    "install.d after the agent's save point": {"install.d/80-late": "#!/bin/bash\n",
+                                               "install.d/77-amp-layer-zz": "#!/bin/bash\n"},
+    "an install type's install.d hook after it": {
+        "install.d/late-check-source-install/90-build": "#!/bin/bash\n"},
+    "package-installs for post-install.d only": {
+        "post-install.d/99-remove": "#!/bin/bash\n",
+        "package-installs.yaml": "openssh-server:\n  uninstall: True\n"
+                                 "  phase: post-install.d\n"},
+    "its README, element-deps and tests": {"finalise.d/10-x": "#!/bin/bash\n",
+                                           "README.rst": "late-check\n",
+                                           "element-deps": "amphora-base\n",
+                                           "tests/test_late.py": "def test():\n    pass\n"},
+}
+
+
+@pytest.mark.parametrize("files", list(LATE_ELEMENTS.values()), ids=list(LATE_ELEMENTS))
+def test_an_element_whose_hooks_all_run_after_the_save_points_keeps_both_keys(
+        element_dir, tmp_path, files):
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    make_element(element_dir, "late-check", files)
+    after = keys(element_dir, env, elements=(*ELEMENTS, "late-check"))
+    assert after == before
+    assert "late-check" not in after.inputs["packages"]["elements"]
+    # ...and editing those hooks changes no key either.
+    for rel in files:
+        if rel.split("/")[0].endswith(".d"):
+            (element_dir / "late-check" / rel).write_text("#!/bin/bash\necho changed\n")
+    assert keys(element_dir, env, elements=(*ELEMENTS, "late-check")) == before
+
+
+# Elements with something read before the packages layer's save point: in both keys.
+EARLY_ELEMENTS = {
+    "root.d": {"root.d/60-x": "#!/bin/bash\n"},
+    "extra-data.d": {"extra-data.d/50-stage": "#!/bin/bash\n"},
+    "pre-install.d": {"pre-install.d/20-x": "#!/bin/bash\n"},
+    "install.d before the save point": {"install.d/20-x": "#!/bin/bash\n"},
+    "install.d before it, same number": {"install.d/74-aaa": "#!/bin/bash\n"},
+    "an install type's install.d hook before it": {
+        "install.d/early-check-source-install/20-build": "#!/bin/bash\n"},
+    "environment.d": {"environment.d/10-x.bash": "export DIB_X=${DIB_X:-1}\n",
+                      "post-install.d/10-x": "#!/bin/bash\n"},
+    "static files (install-static, install.d/10)": {"static/etc/x.conf": "x\n"},
+    "a bin/ tool": {"bin/tool": "#!/bin/bash\n"},
+    "package-installs for install.d": {"package-installs.yaml": "tcpdump:\n",
+                                       "post-install.d/10-x": "#!/bin/bash\n"},
+    "package-installs, one phase of two before": {
+        "package-installs.yaml": "gcc:\n  - phase: post-install.d\n  - phase: pre-install.d\n"},
+    "pkg-map": {"pkg-map": "{}\n", "post-install.d/10-x": "#!/bin/bash\n"},
+    "svc-map": {"svc-map": "x:\n  default: x\n"},
+    "a source repository": {"source-repository-x": "x git /opt/x https://x\n"},
+    # dib-run-parts does not run it, but a hook before the save point may source it.
+    "a file among later hooks that is not executable": {"post-install.d/10-x": "x() { :; }\n"},
+    "a helper file among later hooks": {"post-install.d/functions.sh": "x() { :; }\n"},
+}
+
+
+@pytest.mark.parametrize("files", list(EARLY_ELEMENTS.values()), ids=list(EARLY_ELEMENTS))
+def test_an_element_read_before_the_save_point_changes_both_keys(element_dir, tmp_path,
+                                                                  files):
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    root = make_element(element_dir, "early-check", files)
+    if files.get("post-install.d/10-x", "").startswith("x()"):
+        (root / "post-install.d/10-x").chmod(0o644)
+    after = keys(element_dir, env, elements=(*ELEMENTS, "early-check"))
+    assert after.packages != before.packages
+    assert after.agent != before.agent
+    assert "early-check" in after.inputs["packages"]["elements"]
+
+
+def test_an_element_between_the_save_points_changes_only_the_agent_key(element_dir,
+                                                                       tmp_path):
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    make_element(element_dir, "agent-helper", {"install.d/75-venv-extra": "#!/bin/bash\n",
+                                               "post-install.d/10-x": "#!/bin/bash\n"})
+    after = keys(element_dir, env, elements=(*ELEMENTS, "agent-helper"))
+    assert after.packages == before.packages
+    assert after.agent != before.agent
+
+
+@pytest.mark.parametrize("where", ["pre-install.d/06-initramfs", "install.d/10-thing",
+                                   "package-installs.yaml", "environment.d/20-x.bash"])
+def test_a_change_to_what_is_read_before_the_save_point_changes_both_keys(
+        element_dir, tmp_path, where):
+    """Both ways, on one element: a hook after the save point changes no key (above),
+    its hook before it does; so does its package list and its environment."""
+    root = make_element(element_dir, "late-check", {
+        "pre-install.d/06-initramfs": "#!/bin/bash\necho modules\n",
+        "environment.d/20-x.bash": "export DIB_X=${DIB_X:-1}\n",
+        "package-installs.yaml": "kmod:\nudev:\n  phase: post-install.d\n",
+        "post-install.d/70-check": "#!/bin/bash\necho check\n"})
+    env = base_env(tmp_path)
+    elements = (*ELEMENTS, "late-check")
+    before = keys(element_dir, env, elements=elements)
+    (root / "post-install.d/70-check").write_text("#!/bin/bash\necho another check\n")
+    (root / "package-installs.yaml").write_text("kmod:\nudev:\n  phase: post-install.d\n"
+                                                "pciutils:\n  phase: post-install.d\n")
+    assert keys(element_dir, env, elements=elements) == before
+    if where == "package-installs.yaml":
+        (root / where).write_text("kmod:\npciutils:\nudev:\n  phase: post-install.d\n")
+    elif where == "install.d/10-thing":
+        root = element_dir / "amphora-base"
+        (root / where).write_text("#!/bin/bash\necho thing two\n")
+    else:
+        (root / where).write_text((root / where).read_text() + "# edited\n")
+    after = keys(element_dir, env, elements=elements)
+    assert after.packages != before.packages
+    assert after.agent != before.agent
+
+
+def test_an_element_named_by_a_hook_before_the_save_point_counts(element_dir, tmp_path):
+    """A hook may look for an element in IMAGE_ELEMENT: the element counts, though all
+    its hooks run later."""
+    make_element(element_dir, "late-check", {"post-install.d/50-check": "#!/bin/bash\n"})
+    env = base_env(tmp_path)
+    before = keys(element_dir, env, elements=(*ELEMENTS, "late-check"))
+    make_element(element_dir, "amphora-base", {"pre-install.d/20-x":
+                 '#!/bin/bash\n[[ " $IMAGE_ELEMENT " != *" late-check "* ]] || exit 0\n'})
+    after = keys(element_dir, env, elements=(*ELEMENTS, "late-check"))
+    assert after.inputs["packages"]["elements"]["late-check"] == "named"
+    assert keys(element_dir, env, elements=ELEMENTS).packages != after.packages
+    assert after.packages != before.packages
+
+
+# Where a DIB_ variable is read: (hook path, text), and which keys it then changes.
+READERS = {
+    "only after both save points": ("post-install.d/70-check",
+                                    'echo "$DIB_AMP_LATE_VAR"\n', ()),
+    "self-defaulted in environment.d, read only after": (
+        "environment.d/10-x.bash",
+        'export DIB_AMP_LATE_VAR=${DIB_AMP_LATE_VAR:-"a b"}\n', ()),
+    "only between the save points": ("install.d/75-x", 'echo "$DIB_AMP_LATE_VAR"\n',
+                                     ("agent",)),
+    "before the save point": ("pre-install.d/06-x", 'echo "$DIB_AMP_LATE_VAR"\n',
+                              ("packages", "agent")),
+    "in extra-data.d": ("extra-data.d/50-x", 'echo "$DIB_AMP_LATE_VAR"\n',
+                        ("packages", "agent")),
+    "in environment.d, deriving another": (
+        "environment.d/10-x.bash",
+        'export DIB_Y=${DIB_AMP_LATE_VAR:-1}\n', ("packages", "agent")),
+    "by a package-installs condition": ("package-installs.yaml",
+                                        "gcc:\n  when: DIB_AMP_LATE_VAR = 1\n",
+                                        ("packages", "agent")),
+    "by a name made from a prefix": ("pre-install.d/06-x",
+                                     'name=DIB_AMP_LATE_${kind}\necho "${!name}"\n',
+                                     ("packages", "agent")),
+    "by listing the environment": ("pre-install.d/06-x", "env | grep ^DIB_ > /x\n",
+                                   ("packages", "agent")),
+    "by Python, listing the environment": (
+        "pre-install.d/06-x", "#!/usr/bin/env python3\nimport os\n"
+        "print(dict(os.environ))\n", ("packages", "agent")),
+    "by DIB's record of the environment": ("root.d/50-x", 'echo "$DIB_ENV" > /x\n',
+                                           ("packages", "agent")),
+}
+
+
+@pytest.mark.parametrize("reader", list(READERS.values()), ids=list(READERS))
+def test_a_variable_changes_the_keys_of_the_layers_before_which_it_is_read(
+        element_dir, tmp_path, reader):
+    where, text, changed = reader
+    make_element(element_dir, "vf-check", {where: text, "post-install.d/70-check":
+                                           'echo "$DIB_AMP_LATE_VAR"\n'})
+    elements = (*ELEMENTS, "vf-check")
+    env = base_env(tmp_path)
+    env["DIB_AMP_LATE_VAR"] = "iavf"
+    before = keys(element_dir, env, elements=elements)
+    env["DIB_AMP_LATE_VAR"] = "mlx5_core iavf"
+    after = keys(element_dir, env, elements=elements)
+    assert (after.packages != before.packages) == ("packages" in changed)
+    assert (after.agent != before.agent) == ("agent" in changed)
+    del env["DIB_AMP_LATE_VAR"]
+    unset = keys(element_dir, env, elements=elements)
+    assert (unset.packages != before.packages) == ("packages" in changed)
+
+
+def test_a_variable_read_only_by_an_element_not_in_the_build_is_no_input(element_dir,
+                                                                          tmp_path):
+    make_element(element_dir, "vf-check", {"pre-install.d/06-x": 'echo "$DIB_AMP_LATE_VAR"\n'})
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    env["DIB_AMP_LATE_VAR"] = "iavf"
+    assert keys(element_dir, env) == before
+
+
+@pytest.mark.parametrize("edit", ["a test", "a new test", "the README", "byte code"])
+def test_element_tests_and_docs_change_no_key(element_dir, tmp_path, edit):
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    root = element_dir / "amphora-base"
+    if edit == "a test":
+        (root / "tests" / "test_thing.py").write_text("def test_thing():\n    assert 1\n")
+    elif edit == "a new test":
+        make_element(element_dir, "amphora-base", {"tests/fixtures/install.d/10-x": "x\n"})
+    elif edit == "the README":
+        (root / "README.rst").write_text("amphora-base, documented\n")
+    else:
+        make_element(element_dir, "amphora-base", {"install.d/__pycache__/x.pyc": "x",
+                                                   "bin/tool.pyc": "x"})
+    assert keys(element_dir, env) == before
+
+
+def test_an_element_that_is_not_on_the_path_turns_the_cache_off(element_dir, tmp_path):
+    with pytest.raises(layers.LayerKeyError, match="element 'no-such-element' is in none of"):
+        keys(element_dir, base_env(tmp_path), elements=(*ELEMENTS, "no-such-element"))
+
+
+def test_elements_that_no_build_uses_change_no_key(element_dir, tmp_path):
+    env = base_env(tmp_path)
+    before = keys(element_dir, env)
+    make_element(element_dir, "unused", {"install.d/10-x": "#!/bin/bash\n"})
+    assert keys(element_dir, env) == before
+
+
+def test_dependencies_count_by_what_they_feed(element_dir, tmp_path):
+    """element-deps pulls in elements: one read before the save point changes the keys,
+    one whose hooks all run later does not; element-provides stands in for one."""
+    env = base_env(tmp_path)
+    make_element(element_dir, "deps-only", {"element-deps": "late-dep\n"})
+    make_element(element_dir, "late-dep", {"post-install.d/10-x": "#!/bin/bash\n"})
+    make_element(element_dir, "early-dep", {"pre-install.d/10-x": "#!/bin/bash\n"})
+    before = keys(element_dir, env)
+    assert keys(element_dir, env, elements=(*ELEMENTS, "deps-only")) == before
+    (element_dir / "deps-only" / "element-deps").write_text("late-dep\nearly-dep\n")
+    with_early = keys(element_dir, env, elements=(*ELEMENTS, "deps-only"))
+    assert with_early.packages != before.packages
+    assert "early-dep" in with_early.inputs["packages"]["elements"]
+    (element_dir / "deps-only" / "element-provides").write_text("early-dep\n")
+    assert keys(element_dir, env, elements=(*ELEMENTS, "deps-only")) == before
+
+
 @pytest.mark.parametrize("name", ["DIB_IMAGE_CACHE", "DIB_AMP_ROOT_PASSWORD_HASH_FILE",
                                   "DIB_AMP_LAYER_RESTORE", "PATH", "HOME", "TMP_DIR",
-                                  "ELEMENTS_PATH"])
+                                  "ELEMENTS_PATH", "DIB_NO_ELEMENT_READS_THIS"])
 def test_where_this_build_keeps_things_is_not_a_key_input(element_dir, tmp_path, name):
     env = base_env(tmp_path)
     before = keys(element_dir, env)
@@ -130,22 +404,70 @@ def test_the_same_elements_elsewhere_make_the_same_keys(element_dir, tmp_path):
     assert keys(copy, base_env(tmp_path)) == keys(element_dir, base_env(tmp_path))
 
 
-def test_real_plans_for_two_agent_releases_share_the_packages_key(tmp_path):
+def real_keys(plan, kind="pypi") -> layers.LayerKeys:
+    return layers.layer_keys(elements=plan.elements,
+                             element_dirs=[AMP_ELEMENTS, dib.dib_elements_dir()],
+                             dib_version="3.43.0", env=plan.env, agent_source_kind=kind,
+                             index_dates=DATES)
+
+
+@pytest.fixture
+def real_opts(tmp_path) -> BuildOptions:
+    return BuildOptions(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
+
+
+def test_real_plans_for_two_agent_releases_share_the_packages_key(real_opts):
     """The plan amp-image makes for 19.0.0 and for 18.0.1 (both trixie)."""
-    opts = BuildOptions(cache_dir=tmp_path / "cache", work_dir=tmp_path / "work")
-    elements_dir = Path(layers.__file__).resolve().parents[1] / "elements"
-    plans = [make_plan(replace(opts, agent_version=v), HostContext(), elements_dir)
-             for v in ("19.0.0", "18.0.1")]
-    found = [layers.layer_keys(elements=p.elements, element_dirs=[elements_dir],
-                               dib_version="3.43.0", env=p.env, agent_source_kind="pypi",
-                               index_dates=DATES) for p in plans]
+    found = [real_keys(make_plan(replace(real_opts, agent_version=v), HostContext(),
+                                 AMP_ELEMENTS)) for v in ("19.0.0", "18.0.1")]
     assert found[0].packages == found[1].packages
     assert found[0].agent != found[1].agent
-    git = make_plan(replace(opts, agent_source=AgentSource("git", "/src/octavia", "refs/tags/x")),
-                    HostContext(), elements_dir)
-    assert layers.layer_keys(elements=git.elements, element_dirs=[elements_dir],
-                             dib_version="3.43.0", env=git.env, agent_source_kind="git",
-                             index_dates=DATES).agent is None
+    git = make_plan(replace(real_opts, agent_source=AgentSource("git", "/src/octavia",
+                                                                "refs/tags/x")),
+                    HostContext(), AMP_ELEMENTS)
+    assert real_keys(git, "git").agent is None
+    assert real_keys(git, "git").packages == found[0].packages
+
+
+def test_real_plan_without_sshd_restores_the_default_layers(real_opts):
+    """remove-sshd's hooks and package removal all run in post-install.d."""
+    default = real_keys(make_plan(real_opts, HostContext(), AMP_ELEMENTS))
+    plan = make_plan(replace(real_opts, sshd=False), HostContext(), AMP_ELEMENTS)
+    assert "remove-sshd" in plan.elements
+    assert real_keys(plan) == default
+
+
+@pytest.mark.parametrize("change", [
+    # amphora-base's pre-install.d/06-initramfs-modules writes them into the initramfs.
+    {"vf_drivers": ("mlx5_core", "iavf")},
+    {"use_nftables": False},  # nftables or iptables: a package
+    {"sriov": False},  # sriov-vf-drivers' packages and environment.d
+    {"root_password_hash": "$6$x$y"},  # root-passwd stages the hash in extra-data.d
+])
+def test_real_plans_that_change_what_is_installed_change_the_packages_key(real_opts, change):
+    default = real_keys(make_plan(real_opts, HostContext(), AMP_ELEMENTS))
+    changed = real_keys(make_plan(replace(real_opts, **change), HostContext(), AMP_ELEMENTS))
+    assert changed.packages != default.packages
+
+
+def test_where_the_real_elements_read_their_variables(real_opts):
+    """The scan over amp-image's and DIB's elements in the default build, and DIB's own
+    scripts: no whole-environment read, and each variable where a grep finds it."""
+    plan = make_plan(replace(real_opts, root_password_hash="$6$x$y"), HostContext(),
+                     AMP_ELEMENTS)
+    members = layers.element_set(layers.dib_elements(plan.elements, plan.env),
+                                 [AMP_ELEMENTS, dib.dib_elements_dir()])
+    packages, agent = layers.EarlyView(members, PACKAGES), layers.EarlyView(members, AGENT)
+    assert not packages.everything and not agent.everything
+    # amphora-base's pre-install.d/06-initramfs-modules; disk-image-create itself
+    for name in ("DIB_AMP_VF_DRIVERS", "DIB_AMP_SLIM", "DIB_RELEASE", "DIB_NO_TMPFS"):
+        assert packages.reads(name), name
+    # root-passwd's and bootloader's post-install.d and finalise.d; amphora-base's finalise.d
+    for name in ("DIB_AMP_ROOT_PASSWORD_SSH", "DIB_GRUB_TIMEOUT", "DIB_AMP_ESP_STAGED"):
+        assert not agent.reads(name), name
+    # the agent's install.d/75, between the save points
+    assert not packages.reads("DIB_AMP_CA_IN_IMAGE") and agent.reads("DIB_AMP_CA_IN_IMAGE")
+    assert packages.reads("DIB_INSTALLTYPE_anything")  # install-types' DIB_INSTALLTYPE_$x
 
 
 class _Mirror(http.server.SimpleHTTPRequestHandler):
