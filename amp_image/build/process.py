@@ -30,6 +30,7 @@ from typing import IO
 from amp_image.poll import PollTimeout, poll_until
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 # DIB's own EXIT trap unmounts what it can in this time; what it leaves, the
 # caller's release_leftovers() takes.  Both graces together stay well inside the
 # 15 s an interrupted build may take to exit.
@@ -38,11 +39,15 @@ KILL_GRACE_S = 3.0
 READER_GRACE_S = 2.0
 
 
-def set_child_subreaper() -> None:
-    """Orphans of this process's descendants become its children (prctl(2))."""
+def set_child_subreaper(on: bool) -> bool:
+    """Orphans of this process's descendants become its children while on (prctl(2));
+    returns whether it was on before."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    was = ctypes.c_int(0)
+    if (libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0) != 0
+            or libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    return bool(was.value)
 
 
 def _parents() -> dict[int, tuple[int, str]]:
@@ -115,7 +120,7 @@ class ProcessTree:
 
     def __init__(self, cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path,
                  on_line: Callable[[str], None]) -> None:
-        set_child_subreaper()
+        self._was_subreaper = set_child_subreaper(True)
         # This process's other children (a VM of the caller's, say) are none of the build's.
         self._others = children_of(os.getpid(), _parents())
         self.proc = subprocess.Popen(
@@ -145,6 +150,7 @@ class ProcessTree:
         # rest of the output is read to its end.
         self._stop_leftovers()
         self._reader.join(timeout=30)
+        self._done()
         return rc
 
     def stop(self) -> float:
@@ -157,7 +163,13 @@ class ProcessTree:
             if self._wait_gone(grace):
                 break
         self._reader.join(timeout=READER_GRACE_S)
+        self._done()
         return time.monotonic() - start
+
+    def _done(self) -> None:
+        """Orphans go to init again, as before the build (a test run's long-lived pytest
+        would otherwise collect every orphan of its other tests)."""
+        set_child_subreaper(self._was_subreaper)
 
     def _gone(self) -> bool:
         self.proc.poll()
