@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import AMP_IMAGE, ROOT
+from conftest import AMP_IMAGE, ROOT, ca_bundle_args
 from helpers import STOP_SECONDS, leftovers, lock_is_free, loop_devices, with_default_sigint
 
 from amp_image.build.constraints import DEFAULT_AGENT_VERSION, vendored_for
@@ -108,7 +108,7 @@ def test_interrupted_build_stops_in_seconds_and_cleans_up(stop_work, tmp_path, p
     loops_before = loop_devices()
     proc = subprocess.Popen(
         [AMP_IMAGE, "build", "--sriov", "-o", str(output), "--work-dir", str(stop_work),
-         "--verbose", *options],
+         "--verbose", *ca_bundle_args(), *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=with_default_sigint)
     assert proc.stdout is not None
@@ -152,8 +152,9 @@ def test_interrupted_build_stops_in_seconds_and_cleans_up(stop_work, tmp_path, p
 def test_the_next_build_in_that_work_dir_passes(stop_work, tmp_path):
     output = tmp_path / "after-stops.qcow2"
     result = subprocess.run([AMP_IMAGE, "build", "--sriov", "-o", str(output),
-                             "--work-dir", str(stop_work)], capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=1800)
+                             "--work-dir", str(stop_work), *ca_bundle_args()],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                            timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert output.is_file()
     assert leftovers(stop_work) == []
