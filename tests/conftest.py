@@ -2,6 +2,8 @@
 
 Set AMP_TEST_IMAGE to reuse an image built earlier in the same run (scripts/test
 does); otherwise the first test that needs it builds it with amp-image (DIB).
+AMP_TEST_QUICK=1 (scripts/test --quick) deselects every test that builds or boots
+(budget.builds_or_boots).  The time budget's plugin is budget.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["amp_image.verify.checks.plugin"]
+pytest_plugins = ["amp_image.verify.checks.plugin", "budget"]
 
 ROOT = Path(__file__).resolve().parent.parent
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
@@ -30,7 +32,9 @@ def build_test_image(output: Path, *extra: str) -> Path:
 
 def ca_bundle_args() -> list[str]:
     """--ca-bundle: the host's bundle plus a test-only CA (scripts/test-ca-bundle), so the
-    image tests can check that the build staged it and left no trace of it."""
+    image tests can check that the build staged it and left no trace of it.  The same
+    bundle for every build of a run (the script keeps a valid one): the fault and stop
+    builds then start from the agent layer the default build saved."""
     bundle = TEST_IMAGE_DIR / "ca-bundle.pem"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "test-ca-bundle"), str(bundle)],
                    check=True)
@@ -92,11 +96,22 @@ def amphora_sriov() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Boot tests last: their VM lives for the rest of the session, and the
+    """With AMP_TEST_QUICK=1 (scripts/test --quick): deselect every test that builds or
+    boots, so they show as deselected, never as passed or skipped.
+
+    Boot tests last: their VM lives for the rest of the session, and the
     real builds in other tests should not share the two cores with it.  The
     conformance run (a VM of its own, gone when it ends) goes just before.
     Tests marked both image and boot build and boot their own images in
     subprocesses (test_boot_variants.py): they go with the builds."""
+    if os.environ.get("AMP_TEST_QUICK") == "1":
+        from budget import builds_or_boots  # the plugin module, loaded by pytest_plugins
+
+        heavy = [item for item in items if builds_or_boots(item)]
+        if heavy:
+            config.hook.pytest_deselected(items=heavy)
+            items[:] = [item for item in items if not builds_or_boots(item)]
+
     def order(item) -> int:
         if item.get_closest_marker("boot") and not item.get_closest_marker("image"):
             return 2

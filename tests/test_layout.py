@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -101,6 +102,16 @@ def test_every_import_is_a_declared_dependency():
     undeclared = sorted(m for m in _third_party_imports()
                         if not re.search(rf"(import|from) {m}\b", declared))
     assert undeclared == []
+
+
+def test_commands_start_without_the_sbom_schema_validator():
+    """Every amp-image command imports the CLI; jsonschema's format checkers compile a
+    grammar on import (about two seconds), so publish imports the SBOM's validator only
+    when it validates."""
+    code = "import sys, amp_image.cli; print('jsonschema' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_verify_never_imports_publish():

@@ -15,7 +15,6 @@ from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
 from amp_image.errors import AmpImageError
@@ -98,6 +97,10 @@ def render(bom: Bom) -> str:
 
 def validate(text: str) -> None:
     """Raise SbomError unless text is valid CycloneDX JSON of SCHEMA_VERSION."""
+    # Imported here: jsonschema's format checkers compile a grammar on import (about two
+    # seconds), which every amp-image command would pay, not only publish.
+    from cyclonedx.validation.json import JsonStrictValidator
+
     error = JsonStrictValidator(SCHEMA_VERSION).validate_str(text)
     if error is not None:
         detail = " ".join(str(error).split())[:300]
