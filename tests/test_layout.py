@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import amp_image
 
 PACKAGE = Path(amp_image.__file__).resolve().parent
@@ -119,3 +121,163 @@ def test_verify_never_imports_publish():
     back = [name for name, text in _sources().items() if name.startswith("verify/")
             and re.search(r"from amp_image\.publish|import amp_image\.publish", text)]
     assert back == []
+
+
+# --- one implementation per job (issue 27) ---------------------------------------------------
+
+
+def _element(folder: Path) -> Path:
+    """A real element: an executable hook reading a DIB_ variable, a symlink, an empty
+    folder, byte code."""
+    (folder / "install.d").mkdir(parents=True)
+    hook = folder / "install.d" / "10-thing"
+    hook.write_text('#!/bin/bash\necho "$DIB_THING_TREE"\n')
+    hook.chmod(0o755)
+    (folder / "README.rst").write_text("thing\n")
+    (folder / "bin").mkdir()
+    (folder / "bin" / "thing").symlink_to("../install.d/10-thing")
+    (folder / "static" / "var" / "lib" / "thing").mkdir(parents=True)
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    return folder
+
+
+def _provenance_digest(monkeypatch, elements: Path, name: str) -> str:
+    """The element's digest as provenance publishes it, with elements as the path."""
+    from amp_image.build import dib
+    from amp_image.publish import provenance
+
+    monkeypatch.setattr(provenance, "element_paths", lambda: [elements])
+    monkeypatch.setattr(dib, "elements_dir", lambda: elements)
+    found = {d["name"]: d for d in provenance.element_descriptors([name], "amd64")}
+    return found[f"element:{name}"]["digest"]["sha256"]
+
+
+def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypatch):
+    """One tree digest (build/digests.py): the layer key's value of a folder a DIB_
+    variable names and provenance's digest of the same folder as an element agree;
+    provenance leaves the element's .git and tests/ out, the layer key keeps them (a
+    local repository is cloned from its .git)."""
+    from amp_image.build import layers
+
+    elements = tmp_path / "elements"
+    folder = _element(elements / "thing")
+
+    def layer_value() -> str:
+        return layers.key_environment({"DIB_THING_TREE": str(folder)},
+                                      agent=False)["DIB_THING_TREE"]
+
+    published = _provenance_digest(monkeypatch, elements, "thing")
+    assert layer_value() == "tree:" + published
+    before = layer_value()
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_thing.py").write_text("def test(): pass\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert _provenance_digest(monkeypatch, elements, "thing") == published
+    assert layer_value() != before
+
+
+def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monkeypatch):
+    """Editing a file under an element's tests/ changes neither its layer key nor its
+    provenance digest; editing its hook changes both."""
+    from amp_image.build import layers
+
+    elements = tmp_path / "elements"
+    folder = _element(elements / "thing")
+    (folder / "tests").mkdir()
+    test_file = folder / "tests" / "test_thing.py"
+    test_file.write_text("def test(): pass\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+
+    def digests() -> tuple[str, str, str]:
+        keys = layers.layer_keys(elements=["thing"], element_dirs=[elements], dib_version="3",
+                                 env={"SKIP_BASE": "1"}, agent_source_kind="pypi",
+                                 index_dates={})
+        return (keys.packages, keys.inputs["packages"]["elements"]["thing"],
+                _provenance_digest(monkeypatch, elements, "thing"))
+
+    first = digests()
+    test_file.write_text("def test(): assert False\n")
+    (folder / "tests" / "fixtures").mkdir()
+    assert digests() == first
+    (folder / "install.d" / "10-thing").write_text("#!/bin/bash\necho other\n")
+    assert all(a != b for a, b in zip(digests(), first, strict=True))
+
+
+def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
+    """Provenance looks DIB's elements up where the build does (dib.dib_elements_dir)."""
+    from amp_image.build import dib
+    from amp_image.publish import provenance
+
+    assert provenance.element_paths() == [dib.elements_dir(), dib.dib_elements_dir()]
+    monkeypatch.setattr(dib, "dib_elements_dir", lambda: tmp_path)
+    assert provenance.element_paths() == [dib.elements_dir(), tmp_path]
+
+
+@pytest.mark.parametrize("args,options", [
+    ([], (None, None, "")),
+    (["--series", "2025.1"], ("2025.1", None, "")),
+    (["--agent-version", "17.0.1"], (None, "17.0.1", "")),
+    (["--agent-source", "git+https://git.example/octavia@stable/2025.2"],
+     (None, None, "stable/2025.2")),
+    (["--agent-source", "git+https://git.example/octavia@stable/2025.2",
+      "--agent-version", "19.0.0"], (None, "19.0.0", "stable/2025.2")),
+])
+def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
+    """The command line's agent version and series are the plan's resolver's
+    (plan.choose_agent, checked by plan.agent_series): the CLI keeps none of its own."""
+    import yaml
+    from click.testing import CliRunner
+
+    from amp_image.build import plan
+    from amp_image.cli import build as build_cli
+    from amp_image.cli import main
+
+    assert build_cli.choose_agent is plan.choose_agent
+    assert not hasattr(build_cli, "agent_series")
+    series, version, ref = options
+    version, series = plan.choose_agent(series, version, plan.AgentSource("git", "x", ref))
+    checked = plan.agent_series(plan.BuildOptions(agent_version=version, series=series))
+    result = CliRunner().invoke(main, ["build", "--dry-run", *args])
+    assert result.exit_code == 0, result.output
+    agent = yaml.safe_load(result.stdout)["agent"]
+    assert (agent["version"], agent["series"]) == (version, checked.name)
+
+
+# Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before
+# the end, epochs before everything, revisions last.
+DPKG_ORDER = [("1.0~rc1", "1.0"), ("1.0", "1.0+b1"), ("2.0", "1:0.1"), ("1~~", "1~~a"),
+              ("1.0-1", "1.0-1+deb13u1"), ("3.5.1-1~bpo13+1", "3.5.1-1"), ("0.9", "0.10"),
+              ("2.41-9", "2.41-12"), ("1.0", "1.0a")]
+
+
+def test_debian_versions_are_ordered_by_python_debian():
+    from debian.debian_support import version_compare
+
+    from amp_image.publish import imagediff
+
+    for low, high in DPKG_ORDER:
+        assert version_compare(low, high) < 0
+        assert imagediff.compare_debian_versions(low, high) < 0
+        assert imagediff.compare_debian_versions(high, low) > 0
+    assert imagediff.compare_debian_versions("1:1.0-1", "1:1.0-1") == 0
+    # What python-debian refuses is no Debian version: changed, neither up nor down.
+    sets = imagediff.compare_sets({"a": "1.0~rc1", "b": "1:0.1", "c": "abc!", "d": "1.0"},
+                                  {"a": "1.0", "b": "2.0", "c": "1.0", "d": "1_0"},
+                                  imagediff.compare_debian_versions)
+    assert [p["name"] for p in sets["upgraded"]] == ["a"]
+    assert [p["name"] for p in sets["downgraded"]] == ["b"]
+    assert [p["name"] for p in sets["changed"]] == ["c", "d"]
+
+
+def test_packaging_is_imported_as_the_dependency_it_is():
+    """Without packaging, imagediff does not import (it used to guess 'changed' for
+    every agent package instead)."""
+    code = ("import sys; sys.modules['packaging'] = None\n"
+            "try:\n    import amp_image.publish.imagediff\n"
+            "except ImportError:\n    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "refused"

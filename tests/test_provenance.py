@@ -19,6 +19,7 @@ from test_publish import make_small_image, run_publish, sums_verify
 from test_signing import make_key, write_key
 
 from amp_image.build import dib
+from amp_image.build.digests import tree_digest
 from amp_image.image.records import AptIndex, parse_apt_indexes
 from amp_image.publish import provenance, signing
 from amp_image.publish.inventory import enabled_units
@@ -186,7 +187,8 @@ def test_elements_with_their_content_hashes(statement):
     assert {"base", "block-device-mbr", "dpkg", *deps_of_base} <= set(elements)
     base = elements["amphora-base"]
     assert base["annotations"]["origin"] == "amp-image"
-    assert base["digest"]["sha256"] == provenance.tree_digest(dib.elements_dir() / "amphora-base")
+    assert base["digest"]["sha256"] == tree_digest(dib.elements_dir() / "amphora-base",
+                                                   element=True)
     assert elements["debian-minimal"]["annotations"]["origin"] == "diskimage-builder"
     assert all(len(d["digest"]["sha256"]) == 64 for d in elements.values())
     assert statement["predicate"]["buildDefinition"]["externalParameters"]["elements"] == \
@@ -303,19 +305,35 @@ def test_tree_digest(tmp_path):
     script.write_text("#!/bin/bash\necho x\n")
     script.chmod(0o755)
     (element / "README.rst").write_text("x")
-    first = provenance.tree_digest(element)
+    first = tree_digest(element)
     os.utime(script, (1, 1))
     (element / "__pycache__").mkdir()
     (element / "__pycache__" / "a.pyc").write_bytes(b"\0")
-    assert provenance.tree_digest(element) == first  # times and caches do not count
+    (element / "b.pyc").write_bytes(b"\0")
+    assert tree_digest(element) == first  # times and caches do not count
+    script.chmod(0o744)
+    assert tree_digest(element) == first  # any execute bit is the executable bit
     script.chmod(0o644)
-    assert provenance.tree_digest(element) != first  # the executable bit does
+    assert tree_digest(element) != first  # the executable bit does
     script.chmod(0o755)
     (element / "element-deps").symlink_to("README.rst")
-    with_link = provenance.tree_digest(element)
+    with_link = tree_digest(element)
     assert with_link != first
     (element / "README.rst").write_text("y")
-    assert provenance.tree_digest(element) != with_link
+    assert tree_digest(element) != with_link
+    changed = tree_digest(element)
+    (element / "static" / "var" / "empty").mkdir(parents=True)
+    assert tree_digest(element) != changed  # DIB copies an empty folder too
+    # An element's tests and .git are left out; any folder's .git and tests/ count.
+    as_element = tree_digest(element, element=True)
+    (element / "tests").mkdir()
+    (element / "tests" / "test_el.py").write_text("x")
+    (element / ".git").mkdir()
+    (element / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert tree_digest(element, element=True) == as_element
+    assert tree_digest(element) != tree_digest(element, element=True)
+    (element / "install.d" / "tests").mkdir()  # only the top-level tests/ is DIB's
+    assert tree_digest(element, element=True) != as_element
 
 
 def test_dib_defaults():

@@ -277,6 +277,7 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
 
 
 def dib_elements_dir() -> Path:
+    """diskimage-builder's own elements (after amp-image's on the element path)."""
     return Path(diskimage_builder.__file__).parent / "elements"
 
 

@@ -260,9 +260,24 @@ def security_mirror_for(distribution_mirror: str) -> str:
     return re.sub(r"/debian/?$", "/debian-security", distribution_mirror.rstrip("/") + "/")
 
 
+def choose_agent(series: str | None, version: str | None,
+                 source: AgentSource) -> tuple[str, str]:
+    """The agent's version and OpenStack series as the command line names them (for
+    BuildOptions): --series, else (without --agent-version) the series a git source's
+    stable/ or unmaintained/ branch names, else none; --agent-version, else the newest
+    release of that series, else DEFAULT_AGENT_VERSION.  agent_series checks them when
+    the plan is made."""
+    if not series and not version:
+        series = constraints.series_of_branch(source.ref)
+    if not version:
+        version = constraints.series_named(series).latest if series else DEFAULT_AGENT_VERSION
+    return version, series or ""
+
+
 def agent_series(opts: BuildOptions) -> constraints.Series | None:
-    """The agent's OpenStack series; None for an octavia release amp-image does not
-    know, which builds only with an explicit --constraints file."""
+    """The agent's OpenStack series (its version's, which must be of --series if given);
+    None for an octavia release amp-image does not know, which builds only with an
+    explicit --constraints file."""
     series = constraints.lookup(opts.agent_version)
     if opts.series:
         wanted = constraints.series_named(opts.series)

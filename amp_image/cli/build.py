@@ -36,6 +36,7 @@ from amp_image.build.plan import (
     AgentSource,
     BuildOptions,
     BuildPlan,
+    choose_agent,
     make_plan,
 )
 from amp_image.cli import publish as publish_cli
@@ -110,22 +111,6 @@ def root_password_hash(kw: dict) -> str:
     return rootpw.hash_password(password) if password else ""
 
 
-def agent_version(version: str | None, series: str | None) -> str:
-    """--agent-version, else the newest release of --series, else the default."""
-    if version:
-        return version
-    if series:
-        return constraints.series_named(series).latest
-    return DEFAULT_AGENT_VERSION
-
-
-def agent_series(series: str | None, version: str | None, source: AgentSource) -> str:
-    """--series, else (without --agent-version) the series a git branch names."""
-    if series or version:
-        return series or ""
-    return constraints.series_of_branch(source.ref)
-
-
 def reproduce_options(snapshot: str | None, pin_from: str | None,
                       env: Mapping[str, str]) -> dict:
     """--snapshot, --pin-packages-from and SOURCE_DATE_EPOCH as BuildOptions fields."""
@@ -166,8 +151,7 @@ def build_options(**kw) -> BuildOptions:
         inputs.check_elements_path(p)
     vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else DEFAULT_VF_DRIVERS
     source = parse_agent_source(kw["agent_source"])
-    series = agent_series(kw["series"], kw["agent_version"], source)
-    version = agent_version(kw["agent_version"], series)
+    version, series = choose_agent(kw["series"], kw["agent_version"], source)
     if source.kind == "wheelhouse":
         inputs.check_wheelhouse(Path(source.location), version)
     return BuildOptions(

@@ -16,6 +16,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from debian.debian_support import version_compare
+from packaging.version import InvalidVersion, Version
+
 from amp_image.errors import AmpImageError
 from amp_image.image import imagefs, qemuimg
 
@@ -45,67 +48,20 @@ class Side:
     enabled_units: list[str] | None  # None: not recorded (an older manifest)
 
 
-# --- Debian version ordering (dpkg's verrevcmp) -----------------------------------------
+# --- version ordering -------------------------------------------------------------------
 
 
-def _order(c: str) -> int:
-    if not c or c.isdigit():
-        return 0
-    if c.isalpha():
-        return ord(c)
-    return -1 if c == "~" else ord(c) + 256
-
-
-def _verrevcmp(a: str, b: str) -> int:
-    i = j = 0
-    at = lambda s, k: s[k] if k < len(s) else ""  # noqa: E731
-    while i < len(a) or j < len(b):
-        while (at(a, i) and not at(a, i).isdigit()) or (at(b, j) and not at(b, j).isdigit()):
-            ac, bc = _order(at(a, i)), _order(at(b, j))
-            if ac != bc:
-                return ac - bc
-            i, j = i + 1, j + 1
-        while at(a, i) == "0":
-            i += 1
-        while at(b, j) == "0":
-            j += 1
-        first_diff = 0
-        while at(a, i).isdigit() and at(b, j).isdigit():
-            first_diff = first_diff or ord(a[i]) - ord(b[j])
-            i, j = i + 1, j + 1
-        if at(a, i).isdigit():
-            return 1
-        if at(b, j).isdigit():
-            return -1
-        if first_diff:
-            return first_diff
-    return 0
-
-
-def _split_version(version: str) -> tuple[int, str, str]:
-    epoch, sep, rest = version.partition(":")
-    if not sep:
-        epoch, rest = "0", version
-    upstream, sep, revision = rest.rpartition("-")
-    if not sep:
-        upstream, revision = rest, ""
-    return int(epoch) if epoch.isdigit() else 0, upstream, revision
-
-
-def compare_debian_versions(a: str, b: str) -> int:
-    """<0, 0 or >0 as dpkg --compare-versions orders a and b."""
-    ea, ua, ra = _split_version(a)
-    eb, ub, rb = _split_version(b)
-    if ea != eb:
-        return ea - eb
-    return _verrevcmp(ua, ub) or _verrevcmp(ra, rb)
+def compare_debian_versions(a: str, b: str) -> int | None:
+    """<0, 0 or >0 as dpkg --compare-versions orders a and b (python-debian's
+    implementation of it); None when either is no Debian version."""
+    try:
+        return version_compare(a, b)
+    except ValueError:
+        return None
 
 
 def compare_python_versions(a: str, b: str) -> int | None:
-    try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        return None
+    """<0, 0 or >0 as PEP 440 orders a and b; None when either is no such version."""
     try:
         va, vb = Version(a), Version(b)
     except InvalidVersion:

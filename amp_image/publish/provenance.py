@@ -9,7 +9,8 @@ the build consumed, each as a SLSA ResourceDescriptor in
   it from git);
 * every DIB element of the image (those on DIB's command line and what their
   ``element-deps`` pull in, resolved as DIB does), with a SHA-256 over each
-  element folder's content (see ``tree_digest``);
+  element folder's content (``amp_image.build.digests.tree_digest``, its ``tests/``
+  left out);
 * diskimage-builder's version (from the build log beside the image, else the
   one installed here);
 * the Debian mirror and, for each package index apt used, the date of its
@@ -25,7 +26,6 @@ itself; ``annotations.observed`` says so for each.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from amp_image import version
 from amp_image.build import dib
+from amp_image.build.digests import tree_digest
 from amp_image.build.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
 from amp_image.publish.inventory import ImageInventory
 
@@ -46,46 +47,12 @@ PROVENANCE_FILE = "provenance.json"
 ENVELOPE_FILE = "provenance.dsse.json"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-SKIPPED = ("__pycache__", ".git")
 DIB_LOG_VERSION = re.compile(r"diskimage-builder version (\S+)")
-
-
-def tree_digest(folder: Path) -> str:
-    """SHA-256 of a folder's content, independent of timestamps and owners.
-
-    One line per file or symlink, sorted by path relative to the folder:
-    ``PATH\\0x|-\\0SHA256(content)\\n`` for a file (x: executable, which DIB
-    cares about) and ``PATH\\0l\\0TARGET\\n`` for a symlink; the digest is the
-    SHA-256 of those lines.  ``__pycache__``, ``.git`` and ``*.pyc`` are left out.
-    """
-    lines = []
-    for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
-        rel = path.relative_to(folder)
-        if any(part in SKIPPED for part in rel.parts) or path.suffix == ".pyc":
-            continue
-        name = rel.as_posix().encode()
-        if path.is_symlink():
-            lines.append(b"%s\0l\0%s\n" % (name, str(path.readlink()).encode()))
-        elif path.is_file():
-            with path.open("rb") as f:
-                content = hashlib.file_digest(f, "sha256").hexdigest().encode()
-            flag = b"x" if path.stat().st_mode & 0o111 else b"-"
-            lines.append(b"%s\0%s\0%s\n" % (name, flag, content))
-    return hashlib.sha256(b"".join(lines)).hexdigest()
-
-
-def dib_elements_dir() -> Path | None:
-    try:
-        import diskimage_builder
-    except ImportError:
-        return None
-    path = Path(diskimage_builder.__file__).parent / "elements"
-    return path if path.is_dir() else None
 
 
 def element_paths() -> list[Path]:
     """Where elements are looked up: amp-image's first (it overrides), then DIB's."""
-    return [p for p in (dib.elements_dir(), dib_elements_dir()) if p and p.is_dir()]
+    return [p for p in (dib.elements_dir(), dib.dib_elements_dir()) if p.is_dir()]
 
 
 def dib_defaults(requested: list[str], architecture: str) -> list[str]:
@@ -137,7 +104,7 @@ def element_descriptors(requested: list[str], architecture: str) -> list[dict]:
             origin = ("amp-image" if path.resolve().is_relative_to(amp_elements)
                       else "diskimage-builder")
             item["uri"] = f"urn:amp-image:element:{origin}:{name}"
-            item["digest"] = {"sha256": tree_digest(path)}
+            item["digest"] = {"sha256": tree_digest(path, element=True)}
             annotations.update(origin=origin, observed="where the image was published")
         item["annotations"] = annotations
         descriptors.append(item)
