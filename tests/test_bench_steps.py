@@ -20,7 +20,7 @@ DIB_LOG = """\
 2026-11-26 14:13:26.078 | dib-run-parts 10-cache-ubuntu-tarball                       0.021
 2026-11-26 14:15:15.419 | dib-run-parts 75-amphora-agent-install                     23.702
 2026-11-26 14:15:15.420 | dib-run-parts 76-amphora-agent-prune                        3.000
-2026-11-26 14:15:15.421 | dib-run-parts Running /tmp/in_target.d/install.d/77-amp-layer-agent
+2026-11-26 14:15:15.421 | dib-run-parts Running /tmp/in_target.d/install.d/78-amp-layer-agent
 """
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from click.testing import CliRunner
@@ -150,8 +150,10 @@ LATE_ELEMENTS = {
                               "block-device.d/10-x": "#!/bin/bash\n",
                               "post-root.d/10-x": "#!/bin/bash\n",
                               "pre-finalise.d/10-x": "#!/bin/bash\n"},
-    "install.d after the agent's save point": {"install.d/80-late": "#!/bin/bash\n",
-                                               "install.d/77-amp-layer-zz": "#!/bin/bash\n"},
+    "install.d after the agent's save point": {
+        "install.d/80-late": "#!/bin/bash\n",
+        # the save hook's number, after it by name
+        f"install.d/{AGENT.split('-')[0]}-amp-layer-zz": "#!/bin/bash\n"},
     "an install type's install.d hook after it": {
         "install.d/late-check-source-install/90-build": "#!/bin/bash\n"},
     "package-installs for post-install.d only": {
@@ -187,7 +189,8 @@ EARLY_ELEMENTS = {
     "extra-data.d": {"extra-data.d/50-stage": "#!/bin/bash\n"},
     "pre-install.d": {"pre-install.d/20-x": "#!/bin/bash\n"},
     "install.d before the save point": {"install.d/20-x": "#!/bin/bash\n"},
-    "install.d before it, same number": {"install.d/74-aaa": "#!/bin/bash\n"},
+    "install.d before it, same number": {
+        f"install.d/{PACKAGES.split('-')[0]}-aaa": "#!/bin/bash\n"},
     "an install type's install.d hook before it": {
         "install.d/early-check-source-install/20-build": "#!/bin/bash\n"},
     "environment.d": {"environment.d/10-x.bash": "export DIB_X=${DIB_X:-1}\n",
@@ -450,6 +453,21 @@ def test_real_plans_that_change_what_is_installed_change_the_packages_key(real_o
     assert changed.packages != default.packages
 
 
+def test_the_agents_install_hooks_run_between_the_real_save_points():
+    """The save points are amphora-layer-cache's install.d hooks, and dib-run-parts runs
+    every install.d hook of amphora-agent after the packages layer's and before the
+    agent layer's: the packages layer holds none of the agent's work, the agent layer
+    all of it (the install, the prune and the venv's compile)."""
+    cache_hooks = AMP_ELEMENTS / "amphora-layer-cache" / "install.d"
+    assert sorted(p.name for p in cache_hooks.iterdir()) == sorted(layers.SAVE_POINTS.values())
+    agent_hooks = sorted((AMP_ELEMENTS / "amphora-agent" / "install.d").iterdir())
+    assert len(agent_hooks) >= 3
+    for hook in agent_hooks:
+        rel = PurePosixPath("install.d", hook.name)
+        assert layers.runs_after(rel, hook, PACKAGES), hook.name
+        assert not layers.runs_after(rel, hook, AGENT), hook.name
+
+
 def test_where_the_real_elements_read_their_variables(real_opts):
     """The scan over amp-image's and DIB's elements in the default build, and DIB's own
     scripts: no whole-environment read, and each variable where a grep finds it."""
@@ -571,7 +589,7 @@ def test_the_deepest_sound_layer_is_restored(tmp_path):
     cache.store("agent", LAYER_KEYS.agent, staged(tmp_path, "agent"), {})
     choice = cache.choose(LAYER_KEYS, use=True)
     assert choice.restore.name == "agent" and choice.save == ()
-    assert choice.env(tmp_path / "out")["DIB_AMP_LAYER_RESTORE_POINT"] == "77-amp-layer-agent"
+    assert choice.env(tmp_path / "out")["DIB_AMP_LAYER_RESTORE_POINT"] == "78-amp-layer-agent"
     assert "DIB_AMP_LAYER_SAVE" not in choice.env(tmp_path / "out")
 
 

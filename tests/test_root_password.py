@@ -246,7 +246,7 @@ record.write_text(json.dumps({{
 }}))
 out = sys.argv[sys.argv.index("-o") + 1]
 Path(out + ".qcow2").write_bytes(b"QFI\\xfb")
-print("dib-run-parts Running /tmp/dib/hooks/post-install.d/99-root-passwd")
+print("dib-run-parts Running /tmp/dib/hooks/post-install.d/98-root-passwd")
 """
 
 

@@ -5,7 +5,7 @@ Two layers, in build order (the ``amphora-layer-cache`` element saves and restor
 
 * ``packages``: the root after install.d's packages and every hook before the
   agent (``install.d/74-amp-layer-packages``);
-* ``agent``: that plus the agent's venv (``install.d/77-amp-layer-agent``).
+* ``agent``: that plus the agent's venv (``install.d/78-amp-layer-agent``).
 
 A layer's key is a SHA-256 over what can feed the work done before its save point
 (the work a build that restores the layer skips), and nothing else, so that a
@@ -78,7 +78,7 @@ from amp_image.errors import AmpImageError, PlanError
 FORMAT = 1
 LAYER_DIR = "amp-image-layers"
 # Build order; each layer's hook is where the restored build picks up.
-SAVE_POINTS = {"packages": "74-amp-layer-packages", "agent": "77-amp-layer-agent"}
+SAVE_POINTS = {"packages": "74-amp-layer-packages", "agent": "78-amp-layer-agent"}
 AGENT_LAYER_SOURCES = ("pypi", "wheelhouse")
 
 # What only the agent layer depends on, though environment.d and extra-data.d read

@@ -25,7 +25,7 @@ DEFAULT_SIZE_GB = 2
 # through; checked against the image's kernel at build time.  Written once, as
 # the sriov-vf-drivers element's default (what a plain DIB build uses too).
 VF_DRIVERS_ENVIRONMENT = (PACKAGE_DIR / "elements" / "sriov-vf-drivers" / "environment.d"
-                          / "10-sriov-vf-drivers.bash")
+                          / "13-sriov-vf-drivers.bash")
 
 
 def element_vf_drivers(environment: Path = VF_DRIVERS_ENVIRONMENT) -> tuple[str, ...]:

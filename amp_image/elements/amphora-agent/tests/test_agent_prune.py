@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "install.d/76-amphora-agent-prune"
-COMPILE_SCRIPT = SCRIPT.with_name("76-amphora-agent-venv-compile")
+COMPILE_SCRIPT = SCRIPT.with_name("77-amphora-agent-venv-compile")
 
 
 def add_distribution(site: Path, name: str, module: str, code: str = "",

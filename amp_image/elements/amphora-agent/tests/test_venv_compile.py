@@ -1,4 +1,4 @@
-"""install.d/76-amphora-agent-venv-compile without a build: a real venv, its
+"""install.d/77-amphora-agent-venv-compile without a build: a real venv, its
 site-packages compiled by the element's script as it runs in the image."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "install.d/76-amphora-agent-venv-compile"
+SCRIPT = Path(__file__).resolve().parent.parent / "install.d/77-amphora-agent-venv-compile"
 
 
 def make_venv(tmp_path: Path) -> tuple[Path, Path]:

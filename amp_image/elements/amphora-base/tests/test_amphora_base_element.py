@@ -88,7 +88,7 @@ def dpkg_query(status: str) -> str:
 
 
 def test_build_tools_left_fail_the_build(tmp_path):
-    result = run("finalise.d/99-check-no-build-tools", tmp_path,
+    result = run("finalise.d/98-check-no-build-tools", tmp_path,
                  {"dpkg-query": dpkg_query(DPKG_STATUS)}, DISTRO_NAME="debian")
     assert result.returncode == 1
     # Installed compilers and headers only: not runtime libraries, not removed packages.
@@ -99,7 +99,7 @@ def test_build_tools_left_fail_the_build(tmp_path):
 def test_no_build_tools_passes(tmp_path):
     status = "".join(line + "\n" for line in DPKG_STATUS.splitlines()
                      if not line.startswith(("gcc-14 ", "libpython3.13-dev")))
-    result = run("finalise.d/99-check-no-build-tools", tmp_path,
+    result = run("finalise.d/98-check-no-build-tools", tmp_path,
                  {"dpkg-query": dpkg_query(status)}, DISTRO_NAME="debian")
     assert result.returncode == 0, result.stderr
 
@@ -117,7 +117,7 @@ def test_removed_packages_are_purged_with_what_they_pulled_in(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["finalise.d/10-purge-removed-packages",
-                                    "finalise.d/99-check-no-build-tools",
+                                    "finalise.d/98-check-no-build-tools",
                                     "pre-install.d/05-dpkg-path-excludes"])
 def test_dpkg_steps_refuse_other_distributions(tmp_path, script):
     stubs = {name: "exit 0" for name in ("apt-get", "dpkg", "dpkg-query")}

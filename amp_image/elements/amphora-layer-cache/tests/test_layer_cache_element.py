@@ -69,7 +69,8 @@ def hooks_folder(tmp_path: Path) -> Path:
     for hook in ("root.d/08-debootstrap", "root.d/11-pip-cache", "root.d/50-shared-apt-cache",
                  "root.d/50-block-daemons", "pre-install.d/01-dib-python",
                  "pre-install.d/99-apt-get-update", "install.d/01-package-installs",
-                 "install.d/75-amphora-agent-install", "install.d/99-package-uninstalls",
+                 "install.d/75-amphora-agent-install", "install.d/76-amphora-agent-prune",
+                 "install.d/77-amphora-agent-venv-compile", "install.d/99-package-uninstalls",
                  "extra-data.d/98-source-repositories"):
         write(hooks / hook, f"#!/bin/bash\necho {hook} ran\n", 0o755)
     elsewhere = write(tmp_path / "dib/elements/debian-minimal/root.d/75-debian-minimal-baseinstall",
@@ -79,7 +80,7 @@ def hooks_folder(tmp_path: Path) -> Path:
 
 
 def save_and_export(root: Path, out: Path, name: str = "packages") -> Path:
-    hook = {"packages": "74-amp-layer-packages", "agent": "77-amp-layer-agent"}[name]
+    hook = {"packages": "74-amp-layer-packages", "agent": "78-amp-layer-agent"}[name]
     saved = run(ELEMENT / "install.d" / hook, AMP_IMAGE_ROOT=str(root),
                 DIB_AMP_LAYER_SAVE="packages agent")
     assert saved.returncode == 0, saved.stderr
@@ -157,9 +158,11 @@ def test_restoring_turns_the_root_hooks_that_made_the_tree_into_no_ops(tmp_path,
 
 @pytest.mark.parametrize(("point", "skipped_install", "kept_install"), [
     ("74-amp-layer-packages", ["01-package-installs", "74-amp-layer-packages"],
-     ["75-amphora-agent-install", "77-amp-layer-agent", "99-package-uninstalls"]),
-    ("77-amp-layer-agent", ["01-package-installs", "74-amp-layer-packages",
-                            "75-amphora-agent-install", "77-amp-layer-agent"],
+     ["75-amphora-agent-install", "76-amphora-agent-prune", "77-amphora-agent-venv-compile",
+      "78-amp-layer-agent", "99-package-uninstalls"]),
+    ("78-amp-layer-agent", ["01-package-installs", "74-amp-layer-packages",
+                            "75-amphora-agent-install", "76-amphora-agent-prune",
+                            "77-amphora-agent-venv-compile", "78-amp-layer-agent"],
      ["99-package-uninstalls"]),
 ])
 def test_pre_install_and_install_run_only_after_the_restored_layer(tmp_path, point,
@@ -200,7 +203,7 @@ def test_without_amp_image_asking_the_hooks_do_nothing(tmp_path, root):
 
 
 def test_only_the_layers_asked_for_are_saved(tmp_path, root):
-    result = run(ELEMENT / "install.d/77-amp-layer-agent", AMP_IMAGE_ROOT=str(root),
+    result = run(ELEMENT / "install.d/78-amp-layer-agent", AMP_IMAGE_ROOT=str(root),
                  DIB_AMP_LAYER_SAVE="packages")
     assert result.returncode == 0 and not (root / "var/cache/amp-layer").exists()
     save_and_export(root, tmp_path / "out", "agent")

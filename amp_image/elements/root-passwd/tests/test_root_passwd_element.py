@@ -26,7 +26,7 @@ hash=$(cat "$1")
 mount -t tmpfs amp-test /etc/ssh
 # The elements may live under /tmp (a clone there): copied out before /tmp is hidden.
 mount -t tmpfs amp-test /mnt
-cp "$2/rebind-sshd/post-install.d/30-sshd-amphora" "$2/root-passwd/post-install.d/99-root-passwd" \
+cp "$2/rebind-sshd/post-install.d/30-sshd-amphora" "$2/root-passwd/post-install.d/98-root-passwd" \
     /mnt/
 mount -t tmpfs amp-test /tmp
 mkdir -p /tmp/in_target.d/root-passwd /tmp/stub
@@ -38,7 +38,7 @@ STUB
 chmod +x /tmp/stub/chpasswd
 export PATH=/tmp/stub:$PATH
 /mnt/30-sshd-amphora
-AMP_IMAGE_ROOT=/tmp/image /mnt/99-root-passwd
+AMP_IMAGE_ROOT=/tmp/image /mnt/98-root-passwd
 cat /tmp/chpasswd.seen
 echo "== record"
 cat /tmp/image/etc/amp-image/root-password

@@ -1,0 +1,147 @@
+"""amp-image's elements in DIB's idiom (issue 27): facts read from the element folders,
+so that a new hook, variable or service map is held to them without a list to update."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import diskimage_builder
+import yaml
+
+ELEMENTS = Path(__file__).resolve().parent.parent / "amp_image" / "elements"
+DIB_PACKAGE = Path(diskimage_builder.__file__).resolve().parent
+# Folders of an element that no build reads (its README is left out by name).
+NOT_READ = ("tests", "__pycache__")
+VARIABLE = re.compile(r"\bDIB_[A-Za-z0-9_]*[A-Za-z0-9]")
+
+
+def _elements() -> list[Path]:
+    return sorted(p for p in ELEMENTS.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _phase_files(element: Path) -> dict[str, list[Path]]:
+    """Each phase folder's files (environment.d's too, sourced in the same order), and
+    those of an install type's subfolder (install-types links them into the phase)."""
+    phases: dict[str, list[Path]] = {}
+    for phase in sorted(element.glob("*.d")):
+        if phase.is_dir():
+            phases[phase.name] = sorted(p for p in phase.rglob("*") if p.is_file())
+    return phases
+
+
+def _element_files(element: Path) -> list[Path]:
+    """What the build reads of an element: every file but its README and tests."""
+    return sorted(p for p in element.rglob("*") if p.is_file() and p.name != "README.rst"
+                  and not set(p.relative_to(element).parts) & set(NOT_READ))
+
+
+def test_each_phase_gives_every_hook_of_amp_images_elements_a_number_of_its_own():
+    """dib-run-parts orders hooks by number, then by name (LANG=C sort -n): two of
+    amp-image's hooks with one number in one phase would be ordered by the alphabet."""
+    numbers: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    hooks = 0
+    for element in _elements():
+        for phase, files in _phase_files(element).items():
+            for hook in files:
+                number = re.match(r"(\d\d)-", hook.name)
+                assert number, f"{element.name}/{phase}/{hook.name}: no two-digit number"
+                numbers[phase, number.group(1)].append(f"{element.name}/{phase}/{hook.name}")
+                hooks += 1
+    assert hooks > 40  # the scan finds the elements' hooks
+    shared = {f"{phase} {number}": names for (phase, number), names in numbers.items()
+              if len(names) > 1}
+    assert not shared, shared
+
+
+def test_every_distro_guard_is_a_case_on_distro_name():
+    """One guard on DISTRO_NAME across the elements, as DIB's own elements refuse a
+    distribution they do not support (elrepo's pre-install.d): a ``case`` whose ``*)``
+    branch says so; other lines name DISTRO_NAME only in their messages."""
+    guards = 0
+    for element in _elements():
+        for path in _element_files(element):
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                code = line.strip()
+                if "DISTRO_NAME" not in code or code.startswith(("#", "echo ")):
+                    continue
+                where = f"{path.relative_to(ELEMENTS)}:{number}: {code}"
+                assert re.fullmatch(r'case "\$(DISTRO_NAME|\{DISTRO_NAME(:-[a-z]+)?\})" in',
+                                    code), where
+                guards += 1
+    assert guards >= 5
+
+
+def test_every_svc_map_names_the_common_service_under_default():
+    """svc-map's most specific section wins, then the family's, then ``default``: each
+    service's name is under ``default``, and a distribution or family section only where
+    its name differs from it."""
+    maps = sorted(ELEMENTS.glob("*/svc-map"))
+    assert maps
+    for path in maps:
+        for service, sections in yaml.safe_load(path.read_text()).items():
+            assert "default" in sections, f"{path.relative_to(ELEMENTS)}: {service}"
+            for section, name in sections.items():
+                assert section == "default" or name != sections["default"], \
+                    f"{path.relative_to(ELEMENTS)}: {service}: {section} repeats default"
+
+
+def _dib_names() -> str:
+    """The text of DIB's own scripts, modules and elements."""
+    return "\n".join(p.read_text(errors="replace") for p in sorted(DIB_PACKAGE.rglob("*"))
+                     if p.is_file() and p.suffix != ".pyc" and p.stat().st_size < 1_000_000)
+
+
+def _own_variables(element: Path, dib_text: str) -> set[str]:
+    """The DIB_ variables an element names that are its own: amp-image's DIB_AMP_*, a
+    name DIB never uses, or one the element defines (a DIB variable it changes)."""
+    own = set()
+    defined = "\n".join(p.read_text() for p in sorted(element.glob("environment.d/*")))
+    for path in _element_files(element):
+        for name in VARIABLE.findall(path.read_text(errors="replace")):
+            if name.startswith("DIB_AMP_") or not re.search(rf"\b{name}\b", dib_text) \
+                    or re.search(rf"\b{name}=", defined):
+                own.add(name)
+    return own
+
+
+def _readme_blocks(readme: str) -> dict[str, list[tuple[str, str]]]:
+    """DIB's variable blocks: the name alone on its line, then its indented ``:Field:
+    value`` lines (a value's continuation lines indented further)."""
+    blocks: dict[str, list[tuple[str, str]]] = {}
+    lines = readme.splitlines()
+    for index, line in enumerate(lines):
+        if not VARIABLE.fullmatch(line):
+            continue
+        fields = []
+        for body in lines[index + 1:]:
+            if not body.startswith(" "):
+                break
+            field = re.match(r"\s+:(\w+):\s*(.*)", body)
+            if field:
+                fields.append((field.group(1), field.group(2)))
+        blocks[line] = fields
+    return blocks
+
+
+def test_every_variable_of_an_element_is_in_its_readme():
+    """Each DIB_ variable an element reads or defines that is its own has a block in its
+    README.rst: ``:Required:``, ``:Default:`` (always for one that is not required) and
+    ``:Description:``, once each and in that order."""
+    dib_text = _dib_names()
+    checked = 0
+    wrong = {}
+    for element in _elements():
+        blocks = _readme_blocks((element / "README.rst").read_text())
+        for name in sorted(_own_variables(element, dib_text)):
+            checked += 1
+            fields = blocks.get(name)
+            names = [field for field, _ in fields or []]
+            optional = bool(fields) and fields[0][0] == "Required" \
+                and fields[0][1].startswith("No")
+            if names not in ([["Required", "Default", "Description"]] if optional else
+                             [["Required", "Description"], ["Required", "Default", "Description"]]):
+                wrong[f"{element.name}: {name}"] = names or "no block"
+    assert checked > 20  # the scan finds the elements' variables
+    assert not wrong, wrong
