@@ -175,6 +175,7 @@ def test_fstrim_shim_never_fails(tmp_path):
 
 
 def _handshake(pki, tmp_path, client_pem_name):
+    """A real TLS handshake over a socket pair; (the server's errors, the client's)."""
     import socket
     import ssl
     import threading
@@ -191,14 +192,14 @@ def _handshake(pki, tmp_path, client_pem_name):
     client_ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     client_ctx.load_cert_chain(files[client_pem_name])
     a, b = socket.socketpair()
-    errors = []
+    server_errors, client_errors = [], []
 
     def serve():
         try:
             with server_ctx.wrap_socket(a, server_side=True) as conn:
                 conn.recv(1)
         except (ssl.SSLError, OSError) as exc:
-            errors.append(exc)
+            server_errors.append(exc)
 
     thread = threading.Thread(target=serve)
     thread.start()
@@ -207,15 +208,26 @@ def _handshake(pki, tmp_path, client_pem_name):
             conn.sendall(b"x")
             conn.recv(1)
     except (ssl.SSLError, OSError) as exc:
-        errors.append(exc)
+        client_errors.append(exc)
     thread.join(5)
-    return errors
+    return server_errors, client_errors
 
 
 def test_pki_handshake_under_strict_verification(tmp_path):
     """The agent runs on Python >= 3.13, whose TLS verifies with X509_STRICT."""
-    assert _handshake(ThrowawayPKI.create("amp-1"), tmp_path, "client") == []
+    assert _handshake(ThrowawayPKI.create("amp-1"), tmp_path, "client") == ([], [])
 
 
 def test_pki_rogue_client_refused(tmp_path):
-    assert _handshake(ThrowawayPKI.create("amp-1"), tmp_path, "rogue_client")
+    """The server (the agent's side) refuses the rogue CA's client certificate, and for
+    that reason only: the client verified the server (no hostname or CA error there)."""
+    import ssl
+
+    server_errors, client_errors = _handshake(ThrowawayPKI.create("amp-1"), tmp_path,
+                                              "rogue_client")
+    assert len(server_errors) == 1, (server_errors, client_errors)
+    refused = server_errors[0]
+    assert isinstance(refused, ssl.SSLCertVerificationError), refused
+    assert refused.verify_message in ("unable to get local issuer certificate",
+                                      "certificate signature failure"), refused
+    assert not [e for e in client_errors if isinstance(e, ssl.SSLCertVerificationError)]
