@@ -1,5 +1,6 @@
 """Options -> build plan (elements and environment).  Pure: no DIB, no host."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -282,9 +283,40 @@ def test_work_dir_and_cache():
     assert p.dib_args[p.dib_args.index("-o") + 1] == "/w/out/amphora-x64-haproxy"
 
 
+# What a plan may not do: read or write files, list folders, start processes, reach the
+# network, read or change the environment (Python's audit events, PEP 578).
+IMPURE_EVENTS = ("open", "os.listdir", "os.scandir", "os.walk", "glob.glob", "os.mkdir",
+                 "os.remove", "os.rename", "shutil.copyfile", "subprocess.Popen",
+                 "os.system", "os.exec", "os.spawn", "socket.connect", "socket.getaddrinfo",
+                 "urllib.Request", "os.putenv", "os.unsetenv", "os.chdir")
+_audit: dict[str, list] = {}
+
+
+def _record(event: str, args: tuple) -> None:
+    if "events" in _audit and event.startswith(IMPURE_EVENTS):
+        _audit["events"].append((event, args[:1]))
+
+
 def test_plan_is_pure():
-    assert plan() == plan()
-    assert plan().as_dict() == plan().as_dict()
+    """make_plan touches nothing outside its arguments, seen by the interpreter's audit
+    hooks while it runs (an audit hook cannot be removed: it records only while
+    _audit holds a list)."""
+    if not _audit.get("installed"):
+        sys.addaudithook(_record)
+        _audit["installed"] = True
+    opts = BuildOptions(agent_source=AgentSource("git", "https://example.invalid/o", "x"),
+                        extra_elements=("vm",), constraints_file=Path("/nonexistent/c.txt"))
+    _audit["events"] = []
+    try:
+        made = make_plan(opts, HostContext(proxies={"https_proxy": "http://p:3128"}),
+                         Path("/nonexistent/elements"))
+        made.as_dict()
+        seen = _audit["events"]
+    finally:
+        del _audit["events"]
+    assert seen == []
+    assert made == make_plan(opts, HostContext(proxies={"https_proxy": "http://p:3128"}),
+                             Path("/nonexistent/elements"))
 
 
 def test_qcow2_compression_and_slim():
