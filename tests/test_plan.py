@@ -284,7 +284,7 @@ def test_work_dir_and_cache():
 
 
 # What a plan may not do: read or write files, list folders, start processes, reach the
-# network, read or change the environment (Python's audit events, PEP 578).
+# network, or change the environment (Python's audit events, PEP 578).
 IMPURE_EVENTS = ("open", "os.listdir", "os.scandir", "os.walk", "glob.glob", "os.mkdir",
                  "os.remove", "os.rename", "shutil.copyfile", "subprocess.Popen",
                  "os.system", "os.exec", "os.spawn", "socket.connect", "socket.getaddrinfo",
@@ -298,7 +298,7 @@ def _record(event: str, args: tuple) -> None:
 
 
 def test_plan_is_pure():
-    """make_plan touches nothing outside its arguments, seen by the interpreter's audit
+    """make_plan opens, lists, starts and connects to nothing, seen by the interpreter's audit
     hooks while it runs (an audit hook cannot be removed: it records only while
     _audit holds a list)."""
     if not _audit.get("installed"):
