@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from amp_image.build.leftovers import release_leftovers
@@ -155,12 +155,14 @@ def release_stale_views(parent: Path | None = None) -> list[str]:
             continue  # in use, or not a view amp-image made
         released += release_leftovers(folder)
         for pid in _processes_naming(folder):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 released.append(f"kill {pid}")
-            except ProcessLookupError:
-                pass
-        poll_until(lambda f=folder: not _processes_naming(f), timeout=10, interval=0.1)
+        try:
+            poll_until(lambda f=folder: not _processes_naming(f), timeout=10, interval=0.1)
+        except PollTimeout:
+            released.append(f"{folder} kept: a process naming it outlived SIGKILL")
+            continue
         subprocess.run(["umount", "-l", str(folder / "image.raw")], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
         released.append(f"rm -r {folder}")
