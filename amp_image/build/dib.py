@@ -245,6 +245,8 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         log.write("+ " + " ".join(cmd) + "\n")
 
         def on_line(line: str) -> None:
+            if log.closed:  # a process outlived the stop and still writes: not ours to log
+                return
             log.write(line)
             if verbose:
                 emit(line.rstrip("\n"))
