@@ -72,9 +72,7 @@ STOPS = {
     # In finalise.d the image's partitions are mapped and mounted.
     "finalise.d": Stop("finalise.d/", 0),
 }
-CASES = [("root.d", signal.SIGINT), ("package-installs", signal.SIGTERM),
-         ("agent-pip-install", signal.SIGINT), ("finalise.d", signal.SIGINT),
-         ("finalise.d", signal.SIGTERM)]
+CASES = [(phase, signum) for phase in STOPS for signum in (signal.SIGINT, signal.SIGTERM)]
 ROWS: list[dict] = []
 REPORT = ROOT / "build" / "signal-stops.json"
 
