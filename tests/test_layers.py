@@ -1,6 +1,6 @@
-"""The layer cache's keys, records, choice and bound (amp_image/build/layers.py), on real
-files and a real HTTP mirror index; the builds that save and restore layers are in
-test_layer_builds.py."""
+"""The layer cache's keys, records, choice and bound (amp_image/build/layer_keys.py and
+layers.py), on real files and a real HTTP mirror index; the builds that save and restore
+layers are in test_layer_builds.py."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 from click.testing import CliRunner
 
-from amp_image.build import dib, layers, locks
+from amp_image.build import dib, layer_keys, layers, locks
 from amp_image.build.plan import AgentSource, BuildOptions, HostContext, make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 
 DATES = {"http://mirror/debian/dists/trixie": "Sat, 21 Nov 2026 09:12:01 UTC"}
-PACKAGES, AGENT = layers.SAVE_POINTS["packages"], layers.SAVE_POINTS["agent"]
+PACKAGES, AGENT = layer_keys.SAVE_POINTS["packages"], layer_keys.SAVE_POINTS["agent"]
 AMP_ELEMENTS = Path(layers.__file__).resolve().parents[1] / "elements"
 
 
@@ -76,8 +76,8 @@ def base_env(tmp_path: Path) -> dict[str, str]:
 
 
 def keys(element_dir: Path, env: dict[str, str], *, elements=ELEMENTS, dib="3.43.0",
-         dates=None, kind="pypi") -> layers.LayerKeys:
-    return layers.layer_keys(elements=elements, element_dirs=[element_dir], dib_version=dib,
+         dates=None, kind="pypi") -> layer_keys.LayerKeys:
+    return layer_keys.layer_keys(elements=elements, element_dirs=[element_dir], dib_version=dib,
                              env=env, agent_source_kind=kind,
                              index_dates=DATES if dates is None else dates)
 
@@ -357,7 +357,7 @@ def test_element_tests_and_docs_change_no_key(element_dir, tmp_path, edit):
 
 
 def test_an_element_that_is_not_on_the_path_turns_the_cache_off(element_dir, tmp_path):
-    with pytest.raises(layers.LayerKeyError, match="element 'no-such-element' is in none of"):
+    with pytest.raises(layer_keys.LayerKeyError, match="element 'no-such-element' is in none of"):
         keys(element_dir, base_env(tmp_path), elements=(*ELEMENTS, "no-such-element"))
 
 
@@ -407,8 +407,8 @@ def test_the_same_elements_elsewhere_make_the_same_keys(element_dir, tmp_path):
     assert keys(copy, base_env(tmp_path)) == keys(element_dir, base_env(tmp_path))
 
 
-def real_keys(plan, kind="pypi") -> layers.LayerKeys:
-    return layers.layer_keys(elements=plan.elements,
+def real_keys(plan, kind="pypi") -> layer_keys.LayerKeys:
+    return layer_keys.layer_keys(elements=plan.elements,
                              element_dirs=[AMP_ELEMENTS, dib.dib_elements_dir()],
                              dib_version="3.43.0", env=plan.env, agent_source_kind=kind,
                              index_dates=DATES)
@@ -459,13 +459,13 @@ def test_the_agents_install_hooks_run_between_the_real_save_points():
     agent layer's: the packages layer holds none of the agent's work, the agent layer
     all of it (the install, the prune and the venv's compile)."""
     cache_hooks = AMP_ELEMENTS / "amphora-layer-cache" / "install.d"
-    assert sorted(p.name for p in cache_hooks.iterdir()) == sorted(layers.SAVE_POINTS.values())
+    assert sorted(p.name for p in cache_hooks.iterdir()) == sorted(layer_keys.SAVE_POINTS.values())
     agent_hooks = sorted((AMP_ELEMENTS / "amphora-agent" / "install.d").iterdir())
     assert len(agent_hooks) >= 3
     for hook in agent_hooks:
         rel = PurePosixPath("install.d", hook.name)
-        assert layers.runs_after(rel, hook, PACKAGES), hook.name
-        assert not layers.runs_after(rel, hook, AGENT), hook.name
+        assert layer_keys.runs_after(rel, hook, PACKAGES), hook.name
+        assert not layer_keys.runs_after(rel, hook, AGENT), hook.name
 
 
 def test_where_the_real_elements_read_their_variables(real_opts):
@@ -473,9 +473,9 @@ def test_where_the_real_elements_read_their_variables(real_opts):
     scripts: no whole-environment read, and each variable where a grep finds it."""
     plan = make_plan(replace(real_opts, root_password_hash="$6$x$y"), HostContext(),
                      AMP_ELEMENTS)
-    members = layers.element_set(layers.dib_elements(plan.elements, plan.env),
+    members = layer_keys.element_set(layer_keys.dib_elements(plan.elements, plan.env),
                                  [AMP_ELEMENTS, dib.dib_elements_dir()])
-    packages, agent = layers.EarlyView(members, PACKAGES), layers.EarlyView(members, AGENT)
+    packages, agent = layer_keys.EarlyView(members, PACKAGES), layer_keys.EarlyView(members, AGENT)
     assert not packages.everything and not agent.everything
     # amphora-base's pre-install.d/06-initramfs-modules; disk-image-create itself
     for name in ("DIB_AMP_VF_DRIVERS", "DIB_AMP_SLIM", "DIB_RELEASE", "DIB_NO_TMPFS"):
@@ -515,7 +515,7 @@ def test_mirror_index_dates_are_read_from_each_suites_inrelease(mirror):
     url, root = mirror
     (root / "debian-security/dists/trixie-security/InRelease").write_text(
         "Origin: Debian\nDate: Mon, 23 Nov 2026 01:00:00 UTC\n")
-    dates = layers.mirror_index_dates({"DIB_RELEASE": "trixie",
+    dates = layer_keys.mirror_index_dates({"DIB_RELEASE": "trixie",
                                        "DIB_DISTRIBUTION_MIRROR": f"{url}/debian/",
                                        "DIB_DEBIAN_SECURITY_MIRROR": f"{url}/debian-security"})
     assert dates == {f"{url}/debian/dists/trixie": "Sat, 21 Nov 2026 09:12:01 UTC",
@@ -526,13 +526,13 @@ def test_mirror_index_dates_are_read_from_each_suites_inrelease(mirror):
 
 def test_an_unreadable_mirror_index_is_a_key_error_naming_it(mirror):
     url, _ = mirror
-    with pytest.raises(layers.LayerKeyError, match="trixie-security/InRelease"):
-        layers.mirror_index_dates({"DIB_RELEASE": "trixie",
+    with pytest.raises(layer_keys.LayerKeyError, match="trixie-security/InRelease"):
+        layer_keys.mirror_index_dates({"DIB_RELEASE": "trixie",
                                    "DIB_DISTRIBUTION_MIRROR": f"{url}/debian",
                                    "DIB_DEBIAN_SECURITY_MIRROR": f"{url}/debian-security"})
 
 
-LAYER_KEYS = layers.LayerKeys("p" * 64, "a" * 64, {"why": "test"})
+LAYER_KEYS = layer_keys.LayerKeys("p" * 64, "a" * 64, {"why": "test"})
 
 
 def staged(tmp_path: Path, name: str, size: int = 4096) -> Path:
@@ -597,7 +597,7 @@ def test_no_cache_restores_nothing_and_saves_every_layer(tmp_path):
     cache = layers.LayerCache(tmp_path / "cache")
     cache.store("packages", LAYER_KEYS.packages, staged(tmp_path, "packages"), {})
     assert cache.choose(LAYER_KEYS, use=False) == layers.Choice(None, ("packages", "agent"))
-    no_agent_layer = layers.LayerKeys(LAYER_KEYS.packages, None)
+    no_agent_layer = layer_keys.LayerKeys(LAYER_KEYS.packages, None)
     assert cache.choose(no_agent_layer, use=False).save == ("packages",)
 
 

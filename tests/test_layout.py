@@ -158,13 +158,13 @@ def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypa
     variable names and provenance's digest of the same folder as an element agree;
     provenance leaves the element's .git and tests/ out, the layer key keeps them (a
     local repository is cloned from its .git)."""
-    from amp_image.build import layers
+    from amp_image.build import layer_keys
 
     elements = tmp_path / "elements"
     folder = _element(elements / "thing")
 
     def layer_value() -> str:
-        return layers.key_environment({"DIB_THING_TREE": str(folder)},
+        return layer_keys.key_environment({"DIB_THING_TREE": str(folder)},
                                       agent=False)["DIB_THING_TREE"]
 
     published = _provenance_digest(monkeypatch, elements, "thing")
@@ -181,7 +181,7 @@ def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypa
 def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monkeypatch):
     """Editing a file under an element's tests/ changes neither its layer key nor its
     provenance digest; editing its hook changes both."""
-    from amp_image.build import layers
+    from amp_image.build import layer_keys
 
     elements = tmp_path / "elements"
     folder = _element(elements / "thing")
@@ -192,7 +192,7 @@ def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monk
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
 
     def digests() -> tuple[str, str, str]:
-        keys = layers.layer_keys(elements=["thing"], element_dirs=[elements], dib_version="3",
+        keys = layer_keys.layer_keys(elements=["thing"], element_dirs=[elements], dib_version="3",
                                  env={"SKIP_BASE": "1"}, agent_source_kind="pypi",
                                  index_dates={})
         return (keys.packages, keys.inputs["packages"]["elements"]["thing"],

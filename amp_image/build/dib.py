@@ -23,7 +23,7 @@ from pathlib import Path
 import diskimage_builder
 
 from amp_image import PACKAGE_DIR, events
-from amp_image.build import binfmt, debootstrap_cache, host, layers, locks
+from amp_image.build import binfmt, debootstrap_cache, host, layer_keys, layers, locks
 from amp_image.build.leftovers import release_leftovers
 from amp_image.build.plan import (
     LAYER_CACHE_ELEMENT,
@@ -284,25 +284,25 @@ def dib_elements_dir() -> Path:
 
 
 def choose_layers(plan: BuildPlan, env: Mapping[str, str], emit: Callable[[str], None]
-                  ) -> tuple[layers.LayerCache, layers.LayerKeys, layers.Choice] | None:
+                  ) -> tuple[layers.LayerCache, layer_keys.LayerKeys, layers.Choice] | None:
     """This build's layer keys and what it restores and saves; None (and a line saying
     why) when a key input cannot be read."""
     opts = plan.options
     element_dirs = [Path(p) for p in env.get("ELEMENTS_PATH", "").split(":") if p]
     try:
-        keys = layers.layer_keys(
+        keys = layer_keys.layer_keys(
             elements=plan.elements, element_dirs=[*element_dirs, dib_elements_dir()],
             dib_version=importlib.metadata.version("diskimage-builder"), env=env,
             agent_source_kind=opts.agent_source.kind,
-            index_dates=layers.mirror_index_dates(env))
-    except layers.LayerKeyError as exc:
+            index_dates=layer_keys.mirror_index_dates(env))
+    except layer_keys.LayerKeyError as exc:
         emit(f"the layer cache is off for this build: {exc}")
         return None
     cache = layers.LayerCache(opts.cache_dir, emit)
     return cache, keys, cache.choose(keys, use=opts.layer_cache)
 
 
-def file_layers(cache: layers.LayerCache, keys: layers.LayerKeys, choice: layers.Choice,
+def file_layers(cache: layers.LayerCache, keys: layer_keys.LayerKeys, choice: layers.Choice,
                 layer_out: Path, max_bytes: int, emit: Callable[[str], None]) -> None:
     """Move the layers this build saved into the cache, then keep it within max_bytes."""
     kept = [choice.restore.path] if choice.restore else []
