@@ -91,3 +91,14 @@ def test_wait_returns_dibs_exit_status_after_its_last_line(tmp_path, exit_code):
     tree, lines = _tree(tmp_path, f"echo one\necho two\nexit {exit_code}\n")
     assert tree.wait() == exit_code
     assert lines == ["one\n", "two\n"]
+
+
+def test_a_command_that_cannot_start_leaves_no_subreaper(tmp_path):
+    before = process.set_child_subreaper(False)
+    try:
+        with pytest.raises(FileNotFoundError):
+            ProcessTree([str(tmp_path / "no-such-dib")], env=dict(os.environ), cwd=tmp_path,
+                        on_line=print)
+        assert process.set_child_subreaper(False) is False
+    finally:
+        process.set_child_subreaper(before)

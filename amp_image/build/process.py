@@ -123,10 +123,14 @@ class ProcessTree:
         self._was_subreaper = set_child_subreaper(True)
         # This process's other children (a VM of the caller's, say) are none of the build's.
         self._others = children_of(os.getpid(), _parents())
-        self.proc = subprocess.Popen(
-            list(cmd), env=dict(env), cwd=cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            errors="replace", start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(
+                list(cmd), env=dict(env), cwd=cwd, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                errors="replace", start_new_session=True)
+        except BaseException:
+            set_child_subreaper(self._was_subreaper)
+            raise
         assert self.proc.stdout is not None
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout, on_line),
                                         name="dib-output", daemon=True)
