@@ -1,6 +1,6 @@
 """amp-image: build, boot-test and publish OpenStack Octavia amphora images.
 
-The flow reads build -> verify -> publish: ``amp_image.build`` (options, plan,
+The flow reads build -> verify -> publish: ``amp_image.builder`` (options, plan,
 host, the DIB runner), ``amp_image.image`` (reading a built image),
 ``amp_image.verify`` (boot tests, checks, conformance), ``amp_image.publish``
 (inventory, manifest, SBOM, Glance, upload) and ``amp_image.cli`` over them.

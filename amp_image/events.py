@@ -10,7 +10,7 @@ builds and boots each made.  Each line is::
 Kinds:
 
 ``build``
-    an image build (a DIB run) starts: recorded by ``amp_image.build.dib``.
+    an image build (a DIB run) starts: recorded by ``amp_image.builder.dib``.
 ``boot``
     a QEMU virtual machine starts (any ``qemu-system-*``, the accelerator's probe boot
     too): recorded by ``amp_image.verify.vm.Machine.start``, with ``image`` (the file

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import AMP_IMAGE
 
-from amp_image.build.plan import DEFAULT_VF_DRIVERS
+from amp_image.builder.plan import DEFAULT_VF_DRIVERS
 from amp_image.verify.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
 from amp_image.verify.checks.test_sriov import *  # noqa: F403  (the SR-IOV scenario, after the checks)
 

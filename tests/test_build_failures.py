@@ -24,7 +24,7 @@ import pytest
 from conftest import AMP_IMAGE, ROOT, ca_bundle_args
 from helpers import STOP_SECONDS, leftovers, lock_is_free, loop_devices, with_default_sigint
 
-from amp_image.build.constraints import DEFAULT_AGENT_VERSION, vendored_for
+from amp_image.builder.constraints import DEFAULT_AGENT_VERSION, vendored_for
 
 pytestmark = pytest.mark.image
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import buildlog
+from amp_image.builder import buildlog
 from amp_image.cli.build import build_log
 from amp_image.errors import PlanError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import debootstrap_cache as cache
+from amp_image.builder import debootstrap_cache as cache
 
 
 def make_tarball(cache_dir: Path) -> Path:

@@ -3,10 +3,10 @@
 import subprocess
 from pathlib import Path
 
-from amp_image.build import leftovers
-from amp_image.build.dib import dib_environment
-from amp_image.build.plan import BuildOptions, HostContext, make_plan
-from amp_image.build.progress import Progress, last_error
+from amp_image.builder import leftovers
+from amp_image.builder.dib import dib_environment
+from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+from amp_image.builder.progress import Progress, last_error
 
 
 def test_host_pip_settings_do_not_reach_dib():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import binfmt
+from amp_image.builder import binfmt
 from amp_image.errors import HostError
 from amp_image.image.records import architecture_of
 from amp_image.verify import vm

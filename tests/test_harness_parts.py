@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from amp_image.build.leftovers import release_leftovers
-from amp_image.build.shims import SHIMS_WITHOUT_DM, install_shims
+from amp_image.builder.leftovers import release_leftovers
+from amp_image.builder.shims import SHIMS_WITHOUT_DM, install_shims
 from amp_image.verify import configdrive
 from amp_image.verify.pki import ThrowawayPKI, ssh_keypair
 

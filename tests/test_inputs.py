@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from amp_image.build import constraints, inputs
+from amp_image.builder import constraints, inputs
 from amp_image.cli import main
 from amp_image.errors import PlanError
 

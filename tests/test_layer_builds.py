@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import AMP_IMAGE, TEST_IMAGE_DIR
 
-from amp_image.build import debootstrap_cache
+from amp_image.builder import debootstrap_cache
 
 pytestmark = pytest.mark.image
 

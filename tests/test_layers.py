@@ -1,4 +1,4 @@
-"""The layer cache's keys, records, choice and bound (amp_image/build/layer_keys.py and
+"""The layer cache's keys, records, choice and bound (amp_image/builder/layer_keys.py and
 layers.py), on real files and a real HTTP mirror index; the builds that save and restore
 layers are in test_layer_builds.py."""
 
@@ -15,8 +15,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 from click.testing import CliRunner
 
-from amp_image.build import dib, layer_keys, layers, locks
-from amp_image.build.plan import AgentSource, BuildOptions, HostContext, make_plan
+from amp_image.builder import dib, layer_keys, layers, locks
+from amp_image.builder.plan import AgentSource, BuildOptions, HostContext, make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 

@@ -24,7 +24,7 @@ def _sources() -> dict[str, str]:
 
 def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert {"build", "image", "verify", "publish", "cli"} <= packages
+    assert {"builder", "image", "verify", "publish", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "errors.py", "events.py", "poll.py", "version.py"]
 
@@ -79,7 +79,7 @@ def test_one_polling_loop():
 
 def test_the_vf_driver_default_is_written_once():
     """In the sriov-vf-drivers element (its environment.d default); the plan reads it."""
-    from amp_image.build import plan
+    from amp_image.builder import plan
 
     listing = [name for name, text in _sources().items() if re.search(r"['\"]ixgbevf['\"]", text)]
     assert listing == []
@@ -144,7 +144,7 @@ def _element(folder: Path) -> Path:
 
 def _provenance_digest(monkeypatch, elements: Path, name: str) -> str:
     """The element's digest as provenance publishes it, with elements as the path."""
-    from amp_image.build import dib
+    from amp_image.builder import dib
     from amp_image.publish import provenance
 
     monkeypatch.setattr(provenance, "element_paths", lambda: [elements])
@@ -158,7 +158,7 @@ def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypa
     variable names and provenance's digest of the same folder as an element agree;
     provenance leaves the element's .git and tests/ out, the layer key keeps them (a
     local repository is cloned from its .git)."""
-    from amp_image.build import layer_keys
+    from amp_image.builder import layer_keys
 
     elements = tmp_path / "elements"
     folder = _element(elements / "thing")
@@ -181,7 +181,7 @@ def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypa
 def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monkeypatch):
     """Editing a file under an element's tests/ changes neither its layer key nor its
     provenance digest; editing its hook changes both."""
-    from amp_image.build import layer_keys
+    from amp_image.builder import layer_keys
 
     elements = tmp_path / "elements"
     folder = _element(elements / "thing")
@@ -208,7 +208,7 @@ def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monk
 
 def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
     """Provenance looks DIB's elements up where the build does (dib.dib_elements_dir)."""
-    from amp_image.build import dib
+    from amp_image.builder import dib
     from amp_image.publish import provenance
 
     assert provenance.element_paths() == [dib.elements_dir(), dib.dib_elements_dir()]
@@ -231,7 +231,7 @@ def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
     import yaml
     from click.testing import CliRunner
 
-    from amp_image.build import plan
+    from amp_image.builder import plan
     from amp_image.cli import build as build_cli
     from amp_image.cli import main
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import dib, locks
-from amp_image.build.plan import BuildOptions, HostContext, make_plan
+from amp_image.builder import dib, locks
+from amp_image.builder.plan import BuildOptions, HostContext, make_plan
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from amp_image.build import dib, locks
+from amp_image.builder import dib, locks
 
 kind, path = sys.argv[1], Path(sys.argv[2])
 if kind == "work":

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import constraints
-from amp_image.build.plan import (
+from amp_image.builder import constraints
+from amp_image.builder.plan import (
     BASE_OSES,
     AgentSource,
     BuildOptions,

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from amp_image.build import host, preflight
+from amp_image.builder import host, preflight
 from amp_image.errors import PlanError
 
 

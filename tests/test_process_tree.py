@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import process
-from amp_image.build.process import ProcessTree
+from amp_image.builder import process
+from amp_image.builder.process import ProcessTree
 
 
 def _alive(pid: int) -> bool:

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from test_publish import make_small_image, run_publish, sums_verify
 from test_signing import make_key, write_key
 
-from amp_image.build import dib
-from amp_image.build.digests import tree_digest
+from amp_image.builder import dib
+from amp_image.builder.digests import tree_digest
 from amp_image.image.records import AptIndex, parse_apt_indexes
 from amp_image.publish import provenance, signing
 from amp_image.publish.inventory import enabled_units

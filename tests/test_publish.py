@@ -528,7 +528,7 @@ def test_build_publish_dir_checks_the_folder_before_building(tmp_path):
 def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     """build --publish-dir after a (stubbed: no DIB) build into a folder amp-image published
     into, where the operator keeps a file of their own: only amp-image's files change."""
-    from amp_image.build import dib
+    from amp_image.builder import dib
     from amp_image.cli import build as build_cli
 
     one, two = images

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amp_image.build import dib, rootpw
-from amp_image.build.plan import BuildOptions, HostContext, make_plan
+from amp_image.builder import dib, rootpw
+from amp_image.builder.plan import BuildOptions, HostContext, make_plan
 from amp_image.errors import PlanError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,8 +34,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from amp_image.build import constraints
-from amp_image.build.plan import (
+from amp_image.builder import constraints
+from amp_image.builder.plan import (
     BASE_OSES,
     RELEASE_PYTHON,
     AgentSource,

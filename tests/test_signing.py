@@ -436,7 +436,7 @@ def test_build_checks_the_key_before_building(tmp_path):
 
 def test_build_publish_dir_signs(small_image, barbican, tmp_path, monkeypatch):
     """build --publish-dir --sign-key after a (stubbed: no DIB) build."""
-    from amp_image.build import dib
+    from amp_image.builder import dib
     from amp_image.cli import build as build_cli
 
     built = tmp_path / "out" / "amp.qcow2"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.build import dib, host, shims
-from amp_image.build.plan import BuildPlan
+from amp_image.builder import dib, host, shims
+from amp_image.builder.plan import BuildPlan
 from tests.helpers import loop_devices
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mounts need root")

@@ -103,7 +103,7 @@ def test_test_command_and_its_checks_run_from_the_wheel(installed, tmp_path):
     code = ("import pytest, testinfra, paramiko, amp_image.verify.checks.plugin\n"
             "from pathlib import Path\n"
             "from amp_image.verify import configdrive\n"
-            "from amp_image.build.shims import install_shims\n"
+            "from amp_image.builder.shims import install_shims\n"
             "assert 'amphora_id = a-1' in configdrive.agent_conf('a-1', '192.0.2.1:5555')\n"
             "install_shims(Path('shims'), device_mapper=False)\n"
             "print(configdrive.__file__)\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from amp_image.build import constraints
+from amp_image.builder import constraints
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import yaml
 
-from amp_image.build import (
+from amp_image.builder import (
     binfmt,
     buildlog,
     constraints,
@@ -24,7 +24,7 @@ from amp_image.build import (
     preflight,
     rootpw,
 )
-from amp_image.build.plan import (
+from amp_image.builder.plan import (
     BASE_OSES,
     DEFAULT_AGENT_VERSION,
     DEFAULT_CACHE_DIR,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from amp_image.build.constraints import DEFAULT_AGENT_VERSION
+from amp_image.builder.constraints import DEFAULT_AGENT_VERSION
 from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError
 from amp_image.publish import cloud

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import host
+from amp_image.builder import host
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_image_record

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
-from amp_image.build.leftovers import release_leftovers
+from amp_image.builder.leftovers import release_leftovers
 from amp_image.errors import AmpImageError
 from amp_image.image import qemuimg
 from amp_image.poll import PollTimeout, poll_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from amp_image.build.digests import sha256_file
+from amp_image.builder.digests import sha256_file
 
 SUMS_FILE = "SHA256SUMS"
 

@@ -101,7 +101,7 @@ def side_from_manifest(manifest: dict, path: str) -> Side:
 
 
 def side_from_image(image: Path, label: str) -> Side:
-    from amp_image.build.digests import sha256_file
+    from amp_image.builder.digests import sha256_file
     from amp_image.image.records import default_manifests
     from amp_image.publish.inventory import read_inventory
 

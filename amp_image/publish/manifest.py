@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from amp_image import version
-from amp_image.build import constraints
-from amp_image.build.digests import sha256_file
+from amp_image.builder import constraints
+from amp_image.builder.digests import sha256_file
 from amp_image.publish.inventory import ImageInventory
 
 MANIFEST_FILE = "manifest.json"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amp_image.build import constraints
+from amp_image.builder import constraints
 from amp_image.errors import AmpImageError
 
 PROVIDER = "amphora"

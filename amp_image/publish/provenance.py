@@ -9,7 +9,7 @@ the build consumed, each as a SLSA ResourceDescriptor in
   it from git);
 * every DIB element of the image (those on DIB's command line and what their
   ``element-deps`` pull in, resolved as DIB does), with a SHA-256 over each
-  element folder's content (``amp_image.build.digests.tree_digest``, its ``tests/``
+  element folder's content (``amp_image.builder.digests.tree_digest``, its ``tests/``
   left out);
 * diskimage-builder's version (from the build log beside the image, else the
   one installed here);
@@ -33,9 +33,9 @@ import re
 from pathlib import Path
 
 from amp_image import version
-from amp_image.build import dib
-from amp_image.build.digests import tree_digest
-from amp_image.build.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
+from amp_image.builder import dib
+from amp_image.builder.digests import tree_digest
+from amp_image.builder.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
 from amp_image.publish.inventory import ImageInventory
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amp_image import version
-from amp_image.build.digests import sha256_file
+from amp_image.builder.digests import sha256_file
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.image.records import default_manifests, image_stem

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image import events
-from amp_image.build.binfmt import host_arch, is_foreign
+from amp_image.builder.binfmt import host_arch, is_foreign
 from amp_image.errors import HostError
 from amp_image.image.qemuimg import image_format
 from amp_image.poll import PollTimeout, poll_until

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from amp_image.build import rootpw
+from amp_image.builder import rootpw
 from amp_image.image.records import (
     AGENT_RECORD,
     FIREWALL_RECORD,

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import constraints
+from amp_image.builder import constraints
 from amp_image.errors import HostError
 
 CACHE = Path("~/.cache/amp-image/conformance").expanduser()

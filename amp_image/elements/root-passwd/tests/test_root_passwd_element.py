@@ -10,7 +10,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from amp_image.build import rootpw
+from amp_image.builder import rootpw
 
 ELEMENT = Path(__file__).resolve().parent.parent
 ELEMENTS = ELEMENT.parent

@@ -59,7 +59,7 @@ import diskimage_builder
 import requests
 import yaml
 
-from amp_image.build.digests import sha256_file, tree_digest
+from amp_image.builder.digests import sha256_file, tree_digest
 from amp_image.errors import AmpImageError
 
 # The records' and keys' format: a new one never matches an old layer.

@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from amp_image.build import host
+from amp_image.builder import host
 from amp_image.errors import HostError
 
 BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")

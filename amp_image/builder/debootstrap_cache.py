@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from amp_image.build.digests import sha256_file
+from amp_image.builder.digests import sha256_file
 
 CHUNK = 1 << 20
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from amp_image.build.digests import sha256_file
-from amp_image.build.layer_keys import FORMAT, SAVE_POINTS, LayerKeys
+from amp_image.builder.digests import sha256_file
+from amp_image.builder.layer_keys import FORMAT, SAVE_POINTS, LayerKeys
 from amp_image.errors import PlanError
 
 LAYER_DIR = "amp-image-layers"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.build import constraints
+from amp_image.builder import constraints
 from amp_image.errors import PlanError
 
 DEFAULT_OUTPUT = "amphora-x64-haproxy.qcow2"

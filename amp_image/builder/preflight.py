@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from amp_image.build.plan import BuildPlan
+from amp_image.builder.plan import BuildPlan
 from amp_image.errors import PlanError
 
 PYPI = "https://pypi.org"
