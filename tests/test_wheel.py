@@ -30,7 +30,15 @@ def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(venv, wheel): the wheel built from this checkout (sdist, then the wheel from it),
-    installed into a fresh venv."""
+    installed into a fresh venv.  scripts/test has made exactly that before the tests
+    (its wheel phase, build/wheel-venv, which builds the default image) and names it in
+    AMP_TEST_WHEEL_VENV and AMP_TEST_WHEEL_DIST: the tests read that one rather than make
+    a second (about 35 s).  Run alone (or --quick), the fixture makes its own."""
+    made = os.environ.get("AMP_TEST_WHEEL_VENV"), os.environ.get("AMP_TEST_WHEEL_DIST")
+    if all(made):
+        venv, wheels = Path(made[0]), list(Path(made[1]).glob("amp_image-*.whl"))
+        assert (venv / "bin" / "amp-image").is_file() and len(wheels) == 1, made
+        return venv, wheels[0]
     tmp = tmp_path_factory.mktemp("wheel")
     # The host's private wheel folders stay out, as in scripts/setup-host.
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}
