@@ -1,4 +1,5 @@
-"""Static checks: ruff on the Python, dib-lint on the elements, bashate on the shell."""
+"""Static checks: ruff on the Python, dib-lint on the elements, bashate and shellcheck on
+the shell."""
 
 import os
 import subprocess
@@ -35,12 +36,22 @@ def test_every_element_has_readme_and_deps_sorted():
             assert lines == sorted(lines), element.name
 
 
+def bash_scripts() -> list[str]:
+    candidates = [ROOT / "diskimage-create.sh", ROOT / ".ci" / "run",
+                  *sorted((ROOT / "scripts").iterdir()),
+                  *sorted((ROOT / "amp_image" / "hostbin").iterdir())]
+    return [str(s) for s in candidates if s.is_file() and s.read_text().startswith("#!/")
+            and "bash" in s.read_text().splitlines()[0]]
+
+
 def test_shell_scripts_bashate():
-    scripts = [ROOT / "diskimage-create.sh", *sorted((ROOT / "scripts").iterdir()),
-               *sorted((ROOT / "amp_image" / "hostbin").iterdir())]
-    scripts = [str(s) for s in scripts if s.is_file() and s.read_text().startswith("#!/")
-               and "bash" in s.read_text().splitlines()[0]]
-    result = run([str(BIN / "bashate"), "-i", "E006", *scripts])
+    result = run([str(BIN / "bashate"), "-i", "E006", *bash_scripts()])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_scripts_shellcheck():
+    # Warnings and errors: an unassigned variable under set -u (SC2154) stopped CI once.
+    result = run([str(BIN / "shellcheck"), "--severity=warning", *bash_scripts()])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
