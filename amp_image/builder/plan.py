@@ -95,6 +95,7 @@ AMPHORA_ELEMENTS = (
     "no-resolvconf",
     "amphora-agent",
     "certs-ramfs",
+    "amphora-growroot",
     "keepalived-octavia",
     "ipvsadmin",
     "remove-default-ints",

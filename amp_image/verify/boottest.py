@@ -22,7 +22,7 @@ from amp_image.verify import configdrive
 from amp_image.verify.agentapi import AgentClient, Handshake, tls_handshake
 from amp_image.verify.emulated_sriov import SriovNetwork
 from amp_image.verify.pki import ThrowawayPKI, ssh_keypair
-from amp_image.verify.vm import Machine, MachineSpec, Nic, choose_accel
+from amp_image.verify.vm import SEED_FLAVOR, Flavor, Machine, MachineSpec, Nic, choose_accel
 
 CONTROLLER = "10.0.2.2:5555"  # QEMU user networking's host address; nothing listens
 BOOTLOADER_GRACE_S = 180
@@ -35,6 +35,7 @@ class BootReport:
     accel: str = ""
     accel_reason: str = ""
     boot_path: str = ""
+    flavor: str = ""
     # False for an image without sshd (-n/--no-sshd): no SSH readiness, no SSH checks.
     ssh: bool = True
     ssh_banner_s: float = 0.0
@@ -47,6 +48,7 @@ class BootReport:
             f"amphora id        {self.amphora_id}",
             f"accelerator       {self.accel} ({self.accel_reason})",
             f"boot path         {self.boot_path}",
+            f"flavor            {self.flavor}",
             (f"QEMU -> SSH       {self.ssh_banner_s:.1f} s" if self.ssh else
              "QEMU -> SSH       not applicable: the image has no sshd"),
             f"QEMU -> agent     {self.agent_ready_s:.1f} s (GET /1.0/info, mutual TLS)",
@@ -161,6 +163,7 @@ def _boot(spec: MachineSpec, grace: float) -> Machine | None:
 @contextmanager
 def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "auto",
                    boot: str = "auto", sriov: bool = False,
+                   flavor: Flavor = SEED_FLAVOR,
                    extra_nics: list[Nic] | None = None,
                    machine_type: str = "", timeout: float = 900,
                    keep_workdir: bool = False,
@@ -171,6 +174,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     """Boot IMAGE and yield it once it is ready.
 
     ssh=False is for an image without sshd: readiness is the agent's API alone.
+    flavor: the VM's vCPUs, RAM and root disk; the seed's (1 vCPU, 1 GiB, 3 GiB) unless
+    a test needs more (a multi-vCPU amphora).
     controller_pki: the CA and client of an amphora booted before, so that one
     controller reaches both (ACTIVE_STANDBY); this amphora gets its own server
     certificate from that CA.
@@ -179,7 +184,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     arch = read_image_record(image).architecture or "amd64"
     own_tmp = workdir is None
     amphora_id = str(uuid.uuid4())
-    report = BootReport(image, amphora_id, ssh=ssh)
+    report = BootReport(image, amphora_id, ssh=ssh, flavor=str(flavor))
     mgmt_mac = "52:54:00:12:34:56"
     machine = None
     # Everything this creates (work dir, PKI, client files, SSH key, config drive)
@@ -198,7 +203,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
 
         def spec(accel_name: str, direct=None) -> MachineSpec:
             return MachineSpec(image=image, workdir=workdir / "vm", config_drive=drive,
-                               arch=arch, accel=accel_name, machine=machine_type,
+                               flavor=flavor, arch=arch, accel=accel_name, machine=machine_type,
                                direct_boot=direct,
                                mgmt_mac=mgmt_mac, extra_nics=nics, host_ports=host_ports,
                                host_address=host_address)

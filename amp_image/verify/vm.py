@@ -22,8 +22,8 @@ from pathlib import Path
 
 from amp_image import events
 from amp_image.builder.binfmt import host_arch, is_foreign
-from amp_image.errors import HostError
-from amp_image.image.qemuimg import image_format
+from amp_image.errors import HostError, PlanError
+from amp_image.image.qemuimg import image_format, virtual_size
 from amp_image.poll import PollTimeout, poll_until
 
 # A guest printing one of these has left the firmware, the bootloader and the
@@ -112,13 +112,31 @@ class Nic:
     own_root_port: bool = False
 
 
+@dataclass(frozen=True)
+class Flavor:
+    """What a Nova flavor gives the amphora: vCPUs, RAM, and the root disk in GiB (None:
+    the image's own size, as a flavor with disk 0 boots it)."""
+
+    vcpus: int
+    ram_mb: int
+    disk_gb: int | None = None
+
+    def __str__(self) -> str:
+        disk = f"{self.disk_gb} GiB disk" if self.disk_gb else "the image's disk size"
+        return f"{self.vcpus} vCPU, {self.ram_mb} MiB, {disk}"
+
+
+# The seed's compute flavor for SR-IOV amphorae: `openstack flavor create --vcpus 1
+# --ram 1024 --disk 3` (amp-image openstack-config prints it).
+SEED_FLAVOR = Flavor(vcpus=1, ram_mb=1024, disk_gb=3)
+
+
 @dataclass
 class MachineSpec:
     image: Path
     workdir: Path
     config_drive: Path | None = None
-    memory_mb: int = 1536
-    cpus: int = 2
+    flavor: Flavor = SEED_FLAVOR
     arch: str = "amd64"
     machine: str = ""  # "": the platform's (q35, virt)
     accel: str = "tcg"
@@ -164,7 +182,8 @@ class Machine:
                            for p in spec.forward_ports)
         cmd = [
             platform.qemu, "-machine", f"{spec.machine or platform.machine},accel={spec.accel}",
-            *platform.cpu_args(spec.accel), "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
+            *platform.cpu_args(spec.accel), "-m", str(spec.flavor.ram_mb),
+            "-smp", str(spec.flavor.vcpus),
             "-display", "none", "-no-user-config", "-nodefaults",
             "-chardev", f"socket,id=ttyS0,path={self.console_socket},server=on,wait=off,"
                         f"logfile={self.serial_log}",
@@ -207,8 +226,15 @@ class Machine:
         spec = self.spec
         spec.workdir.mkdir(parents=True, exist_ok=True)
         fmt = image_format(spec.image)
+        # The flavor's disk, as Nova sizes the instance's disk: larger than the image, the
+        # rest is free space behind the root partition for the image to grow into.
+        size = [f"{spec.flavor.disk_gb}G"] if spec.flavor.disk_gb else []
+        if size and virtual_size(spec.image) > spec.flavor.disk_gb * 2**30:
+            raise PlanError(f"{spec.image.name} ({virtual_size(spec.image) / 2**30:.1f} GiB) "
+                            f"does not fit the flavor's {spec.flavor.disk_gb} GiB disk; "
+                            "boot it with a larger --flavor disk, as Nova would refuse it")
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b",
-                        str(self._pinned_image()), str(self.overlay)], check=True)
+                        str(self._pinned_image()), str(self.overlay), *size], check=True)
         self.ports = dict(spec.host_ports or {p: free_port() for p in spec.forward_ports})
         self.serial_log.write_bytes(b"")
         firmware = platform_for(spec.arch).firmware

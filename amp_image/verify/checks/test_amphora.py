@@ -140,11 +140,34 @@ def test_unneeded_unit_off(amphora_host, unit):
     assert state == UNNEEDED_UNITS[unit], f"{unit}: {state}"
 
 @pytest.mark.parametrize("unit", ["amphora-agent", "certs-ramfs", "certs-ramfs-prepare",
-                                  "prometheus-proxy"])
+                                  "amphora-growroot", "prometheus-proxy"])
 def test_service_active_and_enabled(amphora_host, unit):
     service = amphora_host.service(unit)
     assert service.is_running
     assert service.is_enabled
+
+
+ROOT_DISK_BYTES = ("disk=$(basename \"$(readlink -f /sys/class/block/$(basename "
+                   "\"$(findmnt -no SOURCE /)\")/..)\"); "
+                   "echo $(( $(cat /sys/class/block/$disk/size) * 512 ))")
+
+
+def test_root_file_system_fills_the_flavors_disk(amphora, amphora_host):
+    """The root partition and its ext4 grow to the flavor's disk at first boot
+    (amphora-growroot): the space an operator's flavor gives beyond the image's 2 GiB
+    is the amphora's, for haproxy's logs above all."""
+    assert amphora_host.service("amphora-growroot").is_enabled
+    result = amphora_host.run("systemctl is-active amphora-growroot; "
+                              "journalctl -b -u amphora-growroot --no-pager")
+    assert result.stdout.startswith("active"), result.stdout
+    disk = int(amphora_host.check_output(ROOT_DISK_BYTES))
+    flavor = amphora.machine.spec.flavor
+    if flavor.disk_gb:
+        assert disk == flavor.disk_gb * 2**30, f"the VM's disk is {disk} bytes"
+    root = int(amphora_host.check_output("df --block-size=1 --output=size / | tail -1"))
+    # ext4's own metadata (journal, inode tables) and the first MiB before the partition.
+    assert root >= 0.95 * disk, (f"root file system {root / 2**30:.2f} GiB on a "
+                                 f"{disk / 2**30:.2f} GiB disk:\n{result.stdout}")
 
 
 def test_cloud_init_finished_without_errors(amphora_host):
