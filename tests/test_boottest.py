@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from amp_image.errors import PlanError
 from amp_image.image.records import ImageRecord
 from amp_image.verify import boottest
+from amp_image.verify.vm import Flavor
 
 
 @pytest.fixture
@@ -142,3 +144,23 @@ def test_handshake_probe_tells_acceptance_silence_and_no_connection_apart(pki, t
     result = tls_handshake("127.0.0.1", closed_port, "amp-1", lax.files["ca"],
                            lax.files["rogue_client"], 2)
     assert result.outcome == "connect-error", result
+
+
+@pytest.mark.parametrize("text,flavor", [
+    ("1,1024,3", Flavor(1, 1024, 3)),
+    ("2,1536,0", Flavor(2, 1536, None)),
+])
+def test_flavor_parses_as_openstack_flavor_create_takes_it(text, flavor):
+    assert Flavor.parse(text) == flavor
+    assert str(Flavor.parse(text)) == str(flavor)
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("1,1024", "is not VCPUS,RAM_MB,DISK_GB"),
+    ("one,1024,3", "is not VCPUS,RAM_MB,DISK_GB"),
+    ("0,1024,3", "at least 1 vCPU"),
+    ("1,128,3", "256 MiB"),
+])
+def test_a_bad_flavor_is_refused_with_the_form_it_takes(text, problem):
+    with pytest.raises(PlanError, match=problem):
+        Flavor.parse(text)

@@ -125,6 +125,20 @@ class Flavor:
         disk = f"{self.disk_gb} GiB disk" if self.disk_gb else "the image's disk size"
         return f"{self.vcpus} vCPU, {self.ram_mb} MiB, {disk}"
 
+    @classmethod
+    def parse(cls, text: str) -> Flavor:
+        """VCPUS,RAM_MB,DISK_GB as `openstack flavor create --vcpus --ram --disk` takes
+        them (DISK_GB 0: the image's own size)."""
+        try:
+            vcpus, ram_mb, disk_gb = (int(part) for part in text.split(","))
+        except ValueError:
+            raise PlanError(f"flavor {text!r} is not VCPUS,RAM_MB,DISK_GB (for example "
+                            "1,1024,3)") from None
+        if vcpus < 1 or ram_mb < 256 or disk_gb < 0:
+            raise PlanError(f"flavor {text!r}: give at least 1 vCPU and 256 MiB of RAM, "
+                            "and a disk of 0 GiB (the image's size) or more")
+        return cls(vcpus, ram_mb, disk_gb or None)
+
 
 # The seed's compute flavor for SR-IOV amphorae: `openstack flavor create --vcpus 1
 # --ram 1024 --disk 3` (amp-image openstack-config prints it).

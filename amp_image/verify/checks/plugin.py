@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from amp_image.errors import PlanError
 from amp_image.image.records import (
     RECORD_DIR,
     SSHD_RECORD,
@@ -24,6 +25,7 @@ from amp_image.image.records import (
     read_image_record,
 )
 from amp_image.verify.boottest import booted_amphora
+from amp_image.verify.vm import SEED_FLAVOR, Flavor
 
 REPORT_KEY = pytest.StashKey[dict]()
 
@@ -37,6 +39,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--amp-report", help="Write the boot report (JSON) here.")
     group.addoption("--amp-sriov", action="store_true",
                     help="Add an emulated SR-IOV NIC (igb) for the SR-IOV scenario.")
+    group.addoption("--amp-flavor", default=str_flavor(SEED_FLAVOR),
+                    help="The VM's VCPUS,RAM_MB,DISK_GB (default: the seed's flavor).")
+
+
+def str_flavor(flavor: Flavor) -> str:
+    return f"{flavor.vcpus},{flavor.ram_mb},{flavor.disk_gb or 0}"
+
+
+def flavor_option(config: pytest.Config) -> Flavor:
+    try:
+        return Flavor.parse(config.getoption("--amp-flavor"))
+    except PlanError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,7 +93,7 @@ def amphora(request: pytest.FixtureRequest, amphora_image: Path, amphora_sriov: 
                         workdir=Path(workdir) if workdir else None,
                         accel=config.getoption("--amp-accel"),
                         boot=config.getoption("--amp-boot"),
-                        sriov=amphora_sriov,
+                        sriov=amphora_sriov, flavor=flavor_option(config),
                         ssh=amphora_record.has_sshd) as booted:
         config.stash[REPORT_KEY]["report"] = booted.report
         yield booted

@@ -147,9 +147,15 @@ def test_service_active_and_enabled(amphora_host, unit):
     assert service.is_enabled
 
 
-ROOT_DISK_BYTES = ("disk=$(basename \"$(readlink -f /sys/class/block/$(basename "
-                   "\"$(findmnt -no SOURCE /)\")/..)\"); "
-                   "echo $(( $(cat /sys/class/block/$disk/size) * 512 ))")
+# The root file system's partition, its disk, and the ext4 on it, in bytes.
+ROOT_SIZES = ('part=$(basename "$(findmnt -no SOURCE /)"); '
+              'disk=$(basename "$(readlink -f /sys/class/block/$part/..)"); '
+              'echo disk $(( $(cat /sys/class/block/$disk/size) * 512 )); '
+              'echo partition $(( $(cat /sys/class/block/$part/size) * 512 )); '
+              'dumpe2fs -h /dev/$part 2>/dev/null | '
+              "awk -F: '/^Block count/ {n=$2} /^Block size/ {b=$2} "
+              "END {print \"ext4\", n * b}'; "
+              'echo df $(df --block-size=1 --output=size / | tail -1)')
 
 
 def test_root_file_system_fills_the_flavors_disk(amphora, amphora_host):
@@ -157,17 +163,19 @@ def test_root_file_system_fills_the_flavors_disk(amphora, amphora_host):
     (amphora-growroot): the space an operator's flavor gives beyond the image's 2 GiB
     is the amphora's, for haproxy's logs above all."""
     assert amphora_host.service("amphora-growroot").is_enabled
-    result = amphora_host.run("systemctl is-active amphora-growroot; "
-                              "journalctl -b -u amphora-growroot --no-pager")
-    assert result.stdout.startswith("active"), result.stdout
-    disk = int(amphora_host.check_output(ROOT_DISK_BYTES))
+    journal = amphora_host.run("systemctl is-active amphora-growroot; "
+                               "journalctl -b -u amphora-growroot --no-pager").stdout
+    assert journal.startswith("active"), journal
+    sizes = {name: int(value) for name, value in
+             (line.split() for line in amphora_host.check_output(ROOT_SIZES).splitlines())}
     flavor = amphora.machine.spec.flavor
     if flavor.disk_gb:
-        assert disk == flavor.disk_gb * 2**30, f"the VM's disk is {disk} bytes"
-    root = int(amphora_host.check_output("df --block-size=1 --output=size / | tail -1"))
-    # ext4's own metadata (journal, inode tables) and the first MiB before the partition.
-    assert root >= 0.95 * disk, (f"root file system {root / 2**30:.2f} GiB on a "
-                                 f"{disk / 2**30:.2f} GiB disk:\n{result.stdout}")
+        assert sizes["disk"] == flavor.disk_gb * 2**30, f"the VM's disk: {sizes}"
+    # GPT keeps the first MiB and 33 sectors at the end; ext4 ends on a 4 KiB block.
+    assert sizes["partition"] >= sizes["disk"] - 2**20 - 33 * 512, f"{sizes}\n{journal}"
+    assert sizes["ext4"] > sizes["partition"] - 4096, f"{sizes}\n{journal}"
+    # What df shows: the ext4 less its journal and inode tables (about 9% here).
+    assert sizes["df"] >= 0.85 * sizes["disk"], f"{sizes}\n{journal}"
 
 
 def test_cloud_init_finished_without_errors(amphora_host):
