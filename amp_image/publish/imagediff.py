@@ -103,7 +103,7 @@ def side_from_manifest(manifest: dict, path: str) -> Side:
 def side_from_image(image: Path, label: str) -> Side:
     from amp_image.builder.digests import sha256_file
     from amp_image.image.records import default_manifests
-    from amp_image.publish.inventory import read_inventory
+    from amp_image.image.inventory import read_inventory
 
     if os.geteuid() != 0:
         raise DiffError(f"{label} is an image: reading it needs a read-only loop mount, "

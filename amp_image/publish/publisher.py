@@ -46,6 +46,7 @@ from amp_image import version
 from amp_image.builder.digests import sha256_file
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
+from amp_image.image.inventory import ImageInventory, read_inventory
 from amp_image.image.records import default_manifests, image_stem
 from amp_image.publish import cloud, provenance, sbom, signing
 from amp_image.publish.checksums import SUMS_FILE, write_sums
@@ -58,7 +59,6 @@ from amp_image.publish.folder import (
     swap_into_place,
 )
 from amp_image.publish.glance import DEFAULT_TAG, DISK_FORMATS, GLANCE_FILE, glance_spec
-from amp_image.publish.inventory import ImageInventory, read_inventory
 from amp_image.publish.manifest import MANIFEST_FILE, build_manifest
 from amp_image.publish.signing import Signer
 
