@@ -24,7 +24,7 @@ def _sources() -> dict[str, str]:
 
 def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert {"builder", "image", "verify", "publish", "cli"} <= packages
+    assert {"builder", "image", "verify", "publish", "diff", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "errors.py", "events.py", "poll.py", "version.py"]
 
@@ -256,27 +256,28 @@ DPKG_ORDER = [("1.0~rc1", "1.0"), ("1.0", "1.0+b1"), ("2.0", "1:0.1"), ("1~~", "
 def test_debian_versions_are_ordered_by_python_debian():
     from debian.debian_support import version_compare
 
-    from amp_image.publish import imagediff
+    from amp_image.diff.compare import compare_sets
+    from amp_image.diff.versions import compare_debian_versions
 
     for low, high in DPKG_ORDER:
         assert version_compare(low, high) < 0
-        assert imagediff.compare_debian_versions(low, high) < 0
-        assert imagediff.compare_debian_versions(high, low) > 0
-    assert imagediff.compare_debian_versions("1:1.0-1", "1:1.0-1") == 0
+        assert compare_debian_versions(low, high) < 0
+        assert compare_debian_versions(high, low) > 0
+    assert compare_debian_versions("1:1.0-1", "1:1.0-1") == 0
     # What python-debian refuses is no Debian version: changed, neither up nor down.
-    sets = imagediff.compare_sets({"a": "1.0~rc1", "b": "1:0.1", "c": "abc!", "d": "1.0"},
-                                  {"a": "1.0", "b": "2.0", "c": "1.0", "d": "1_0"},
-                                  imagediff.compare_debian_versions)
+    sets = compare_sets({"a": "1.0~rc1", "b": "1:0.1", "c": "abc!", "d": "1.0"},
+                        {"a": "1.0", "b": "2.0", "c": "1.0", "d": "1_0"},
+                        compare_debian_versions)
     assert [p["name"] for p in sets["upgraded"]] == ["a"]
     assert [p["name"] for p in sets["downgraded"]] == ["b"]
     assert [p["name"] for p in sets["changed"]] == ["c", "d"]
 
 
 def test_packaging_is_imported_as_the_dependency_it_is():
-    """Without packaging, imagediff does not import (it used to guess 'changed' for
-    every agent package instead)."""
+    """Without packaging, the diff's version orderings do not import (they used to guess
+    'changed' for every agent package instead)."""
     code = ("import sys; sys.modules['packaging'] = None\n"
-            "try:\n    import amp_image.publish.imagediff\n"
+            "try:\n    import amp_image.diff.versions\n"
             "except ImportError:\n    print('refused')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -1,2 +1,2 @@
-"""Publish: the image's inventory, manifest, SBOM, signatures, provenance, Glance spec and
-upload, the OpenStack configuration for amphorae, and diffs between images."""
+"""Publish: the image's manifest, SBOM, signatures, provenance, Glance spec and
+upload, the OpenStack configuration for amphorae."""
