@@ -24,7 +24,7 @@ def _sources() -> dict[str, str]:
 
 def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert {"builder", "image", "verify", "publish", "diff", "cli"} <= packages
+    assert {"builder", "image", "verify", "publish", "diff", "cloud", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "errors.py", "events.py", "poll.py", "version.py"]
 
