@@ -23,8 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from amp_image.cli.certs import check_certs
-from amp_image.verify import certcheck
+from amp_image.errors import AmpImageError
+from amp_image.verify.certs.check import check_client
+from amp_image.verify.certs.handshake import agent_context
+from amp_image.verify.certs.image_python import python_version_of_image
+from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.guide_pki import make_guide_pki, run_openssl
+from amp_image.verify.pki import ThrowawayPKI
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
 PY311, PY313 = (3, 11), (3, 13)
@@ -74,7 +79,7 @@ def issue(guide, tmp_path_factory):
 
 
 def check(guide, client, version, ca=None, key=None):
-    return certcheck.check_client(ca or guide.client_ca, client, key, agent_python=version)
+    return check_client(ca or guide.client_ca, client, key, agent_python=version)
 
 
 # -- the guide's PKI, as openssl made it ----------------------------------------------------
@@ -142,16 +147,16 @@ def test_passphrase_is_never_on_a_command_line(tmp_path):
     assert "ENCRYPTED PRIVATE KEY" in pki.client_ca_key.read_text()
     assert "ENCRYPTED PRIVATE KEY" in pki.client_key.read_text()
     assert "ENCRYPTED" not in pki.client_cert_and_key.read_text()
-    assert certcheck.check_client(pki.client_ca, pki.client_cert_and_key).accepted
+    assert check_client(pki.client_ca, pki.client_cert_and_key).accepted
     # The encrypted client key as the controller's key: refused before any handshake.
-    result = certcheck.check_client(pki.client_ca, pki.client_cert, pki.client_key)
+    result = check_client(pki.client_ca, pki.client_cert, pki.client_key)
     assert not result.accepted
     assert "encrypted" in result.message() and "step 14" in result.message()
 
 
 def test_make_guide_pki_wants_an_empty_directory(tmp_path):
     (tmp_path / "old").write_text("x")
-    with pytest.raises(certcheck.AmpImageError, match="not empty"):
+    with pytest.raises(AmpImageError, match="not empty"):
         make_guide_pki(tmp_path)
 
 
@@ -250,11 +255,11 @@ def test_key_that_does_not_match_is_refused_without_handshake(guide):
 
 
 def test_agent_context_is_gunicorns(guide):
-    server = certcheck.ThrowawayPKI.create("x")
+    server = ThrowawayPKI.create("x")
     pem = guide.directory / "server-for-context.pem"
     pem.write_bytes(server.server_pem())
-    strict = certcheck.agent_context(guide.client_ca, pem, PY313)
-    lax = certcheck.agent_context(guide.client_ca, pem, PY311)
+    strict = agent_context(guide.client_ca, pem, PY313)
+    lax = agent_context(guide.client_ca, pem, PY311)
     assert strict.verify_mode == lax.verify_mode == ssl.CERT_REQUIRED
     assert strict.verify_flags & ssl.VERIFY_X509_STRICT
     assert strict.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
@@ -267,13 +272,13 @@ def test_agent_context_is_gunicorns(guide):
     ("3.13", (3, 13)), ("3.13.5-1", (3, 13)), ("3.11.2-1+b1", (3, 11)), ("1:3.12.1-2", (3, 12)),
 ])
 def test_parse_python_version(text, expected):
-    assert certcheck.parse_python_version(text) == expected
+    assert parse_python_version(text) == expected
 
 
 @pytest.mark.parametrize("text", ["3", "three", "2.7", ""])
 def test_parse_python_version_refuses(text):
     with pytest.raises(ValueError):
-        certcheck.parse_python_version(text)
+        parse_python_version(text)
 
 
 def fake_image(tmp_path: Path, packages: dict[str, str]) -> Path:
@@ -291,12 +296,12 @@ def fake_image(tmp_path: Path, packages: dict[str, str]) -> Path:
 
 def test_python_version_of_image_from_its_manifest(tmp_path):
     image = fake_image(tmp_path, {"python3": "3.11.2-1+b1", "python3.11": "3.11.2-6"})
-    assert certcheck.python_version_of_image(image) == PY311
+    assert python_version_of_image(image) == PY311
 
 
 def test_python_version_of_image_from_versioned_packages(tmp_path):
     image = fake_image(tmp_path, {"python3.13-minimal": "3.13.5-2", "libc6": "2.41-12"})
-    assert certcheck.python_version_of_image(image) == PY313
+    assert python_version_of_image(image) == PY313
 
 
 # -- the command ----------------------------------------------------------------------------

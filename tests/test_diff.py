@@ -14,7 +14,9 @@ from click.testing import CliRunner
 from test_publish import assert_one_line_error, make_small_image, run_publish
 
 from amp_image.cli import main
-from amp_image.publish import filediff, imagediff
+from amp_image.diff.files import Entry, compare_files
+from amp_image.diff.read import read_side
+from amp_image.diff.versions import compare_debian_versions
 
 
 def run_diff(*args):
@@ -128,7 +130,7 @@ def test_foreign_architecture_packages_are_their_own(folders):
     diff = json.loads(run_diff(str(old), str(new), "--json").stdout)
     assert "libc6:i386" not in [e["name"] for k in ("added", "removed")
                                 for e in diff["packages"][k]]
-    sides = [imagediff.read_side(p) for p in folders]
+    sides = [read_side(p) for p in folders]
     assert sides[0].packages["libc6:i386"] == "2.41-12" and "tzdata" in sides[0].packages
 
 
@@ -176,7 +178,7 @@ def test_older_manifest_without_units(tmp_path):
 
 def test_prefixed_publication(tmp_path):
     folder = write_folder(tmp_path / "release", OLD, "trixie-manifest.json")
-    assert imagediff.read_side(folder).image_file == "amphora-x64-haproxy.qcow2"
+    assert read_side(folder).image_file == "amphora-x64-haproxy.qcow2"
 
 
 @pytest.mark.parametrize("setup,message", [
@@ -330,12 +332,12 @@ def test_file_by_file_needs_two_images(small_images, tmp_path):
 
 
 def test_mode_and_owner_changes_are_told_from_content():
-    """filediff.compare on its own (a pure function)."""
-    entry = filediff.Entry("file", 0o644, (0, 0), 3, "abc")
+    """compare_files on its own (a pure function)."""
+    entry = Entry("file", 0o644, (0, 0), 3, "abc")
     old = {"a": entry, "b": entry, "c": entry}
     new = {"a": entry, "b": dataclasses.replace(entry, mode=0o600),
            "c": dataclasses.replace(entry, size=4, content="abcd")}
-    result = filediff.compare(old, new)
+    result = compare_files(old, new)
     assert (result["same"], result["content_changed"], result["metadata_changed"]) == (
         1, ["c"], ["b"])
 
@@ -376,5 +378,5 @@ def test_debian_version_order_is_dpkgs(a, b):
     def dpkg(op):
         return subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0
 
-    ours = imagediff.compare_debian_versions(a, b)
+    ours = compare_debian_versions(a, b)
     assert (ours < 0, ours == 0, ours > 0) == (dpkg("lt"), dpkg("eq"), dpkg("gt"))

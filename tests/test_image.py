@@ -13,8 +13,8 @@ from cryptography import x509
 
 from amp_image.builder.plan import DEFAULT_VF_DRIVERS
 from amp_image.image.imagefs import mounted_image
+from amp_image.image.inventory import parse_dib_environment
 from amp_image.image.records import read_record
-from amp_image.publish.inventory import parse_dib_environment
 
 pytestmark = pytest.mark.image
 

@@ -1,6 +1,6 @@
-"""The layer cache's keys, records, choice and bound (amp_image/builder/layer_keys.py and
-layers.py), on real files and a real HTTP mirror index; the builds that save and restore
-layers are in test_layer_builds.py."""
+"""The layer cache's keys, records, choice and bound (amp_image/builder/layer_keys.py,
+layer_inputs.py, early_view.py, env_scan.py and layers.py), on real files and a real
+HTTP mirror index; the builds that save and restore layers are in test_layer_builds.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from amp_image.builder import dib, layer_keys, layers, locks
+from amp_image.builder.early_view import EarlyView, runs_after
+from amp_image.builder.layer_inputs import (
+    LayerKeyError,
+    dib_elements,
+    element_set,
+    mirror_index_dates,
+)
 from amp_image.builder.plan import AgentSource, BuildOptions, HostContext, make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
@@ -357,7 +364,7 @@ def test_element_tests_and_docs_change_no_key(element_dir, tmp_path, edit):
 
 
 def test_an_element_that_is_not_on_the_path_turns_the_cache_off(element_dir, tmp_path):
-    with pytest.raises(layer_keys.LayerKeyError, match="element 'no-such-element' is in none of"):
+    with pytest.raises(LayerKeyError, match="element 'no-such-element' is in none of"):
         keys(element_dir, base_env(tmp_path), elements=(*ELEMENTS, "no-such-element"))
 
 
@@ -464,8 +471,8 @@ def test_the_agents_install_hooks_run_between_the_real_save_points():
     assert len(agent_hooks) >= 3
     for hook in agent_hooks:
         rel = PurePosixPath("install.d", hook.name)
-        assert layer_keys.runs_after(rel, hook, PACKAGES), hook.name
-        assert not layer_keys.runs_after(rel, hook, AGENT), hook.name
+        assert runs_after(rel, hook, PACKAGES), hook.name
+        assert not runs_after(rel, hook, AGENT), hook.name
 
 
 def test_where_the_real_elements_read_their_variables(real_opts):
@@ -473,9 +480,9 @@ def test_where_the_real_elements_read_their_variables(real_opts):
     scripts: no whole-environment read, and each variable where a grep finds it."""
     plan = make_plan(replace(real_opts, root_password_hash="$6$x$y"), HostContext(),
                      AMP_ELEMENTS)
-    members = layer_keys.element_set(layer_keys.dib_elements(plan.elements, plan.env),
+    members = element_set(dib_elements(plan.elements, plan.env),
                                  [AMP_ELEMENTS, dib.dib_elements_dir()])
-    packages, agent = layer_keys.EarlyView(members, PACKAGES), layer_keys.EarlyView(members, AGENT)
+    packages, agent = EarlyView(members, PACKAGES), EarlyView(members, AGENT)
     assert not packages.everything and not agent.everything
     # amphora-base's pre-install.d/06-initramfs-modules; disk-image-create itself
     for name in ("DIB_AMP_VF_DRIVERS", "DIB_AMP_SLIM", "DIB_RELEASE", "DIB_NO_TMPFS"):
@@ -515,7 +522,7 @@ def test_mirror_index_dates_are_read_from_each_suites_inrelease(mirror):
     url, root = mirror
     (root / "debian-security/dists/trixie-security/InRelease").write_text(
         "Origin: Debian\nDate: Mon, 23 Nov 2026 01:00:00 UTC\n")
-    dates = layer_keys.mirror_index_dates({"DIB_RELEASE": "trixie",
+    dates = mirror_index_dates({"DIB_RELEASE": "trixie",
                                        "DIB_DISTRIBUTION_MIRROR": f"{url}/debian/",
                                        "DIB_DEBIAN_SECURITY_MIRROR": f"{url}/debian-security"})
     assert dates == {f"{url}/debian/dists/trixie": "Sat, 21 Nov 2026 09:12:01 UTC",
@@ -526,8 +533,8 @@ def test_mirror_index_dates_are_read_from_each_suites_inrelease(mirror):
 
 def test_an_unreadable_mirror_index_is_a_key_error_naming_it(mirror):
     url, _ = mirror
-    with pytest.raises(layer_keys.LayerKeyError, match="trixie-security/InRelease"):
-        layer_keys.mirror_index_dates({"DIB_RELEASE": "trixie",
+    with pytest.raises(LayerKeyError, match="trixie-security/InRelease"):
+        mirror_index_dates({"DIB_RELEASE": "trixie",
                                    "DIB_DISTRIBUTION_MIRROR": f"{url}/debian",
                                    "DIB_DEBIAN_SECURITY_MIRROR": f"{url}/debian-security"})
 

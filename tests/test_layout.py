@@ -24,7 +24,7 @@ def _sources() -> dict[str, str]:
 
 def test_the_tree_reads_build_verify_publish():
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert {"builder", "image", "verify", "publish", "cli"} <= packages
+    assert {"builder", "image", "verify", "publish", "diff", "cloud", "cli"} <= packages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "errors.py", "events.py", "poll.py", "version.py"]
 
@@ -123,6 +123,51 @@ def test_verify_never_imports_publish():
     assert back == []
 
 
+# What each package may import of amp_image's others (docs/architecture.md's table).
+MAY_IMPORT = {
+    "top": set(),
+    "builder": set(),
+    "image": {"builder"},
+    "verify": {"builder", "image"},
+    "cloud": {"builder", "image"},
+    "publish": {"builder", "image", "cloud"},
+    "diff": {"builder", "image", "publish"},
+    "cli": {"builder", "image", "verify", "cloud", "publish", "diff"},
+}
+# publish/imagediff.py re-exports the diff's read_side for cli/build.py until that
+# module (being reworked apart) imports amp_image.diff.read itself.
+STOPGAPS = {"publish/imagediff.py"}
+
+
+def _package_of(relative: str) -> str:
+    parts = relative.split("/")
+    return parts[0] if len(parts) > 1 else "top"
+
+
+def _imported_packages(text: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(text)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
+                 and node.module else [])
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "amp_image" and len(parts) > 1:
+                found.add(parts[1] if (PACKAGE / parts[1]).is_dir() else "top")
+    return found
+
+
+def test_each_package_imports_only_what_it_may():
+    """The flow's order, import by import (function-level imports included)."""
+    assert set(MAY_IMPORT) == {p.parent.name for p in PACKAGE.glob("*/__init__.py")} - {
+        "elements"} | {"top"}
+    wrong = sorted(f"{name} imports {other}" for name, text in _sources().items()
+                   if name not in STOPGAPS
+                   for other in _imported_packages(text) - {"top", _package_of(name)}
+                   if other not in MAY_IMPORT[_package_of(name)])
+    assert wrong == []
+
+
 # --- one implementation per job (issue 27) ---------------------------------------------------
 
 
@@ -154,18 +199,22 @@ def _provenance_digest(monkeypatch, elements: Path, name: str) -> str:
 
 
 def test_the_layer_cache_and_provenance_digest_a_folder_alike(tmp_path, monkeypatch):
-    """One tree digest (build/digests.py): the layer key's value of a folder a DIB_
-    variable names and provenance's digest of the same folder as an element agree;
-    provenance leaves the element's .git and tests/ out, the layer key keeps them (a
-    local repository is cloned from its .git)."""
+    """One tree digest (builder/digests.py): the packages layer key's value of a folder a
+    DIB_ variable names (the variable read by a hook before the save point) and
+    provenance's digest of the same folder as an element agree; provenance leaves the
+    element's .git and tests/ out, the layer key keeps them (a local repository is
+    cloned from its .git)."""
     from amp_image.builder import layer_keys
 
     elements = tmp_path / "elements"
     folder = _element(elements / "thing")
 
     def layer_value() -> str:
-        return layer_keys.key_environment({"DIB_THING_TREE": str(folder)},
-                                      agent=False)["DIB_THING_TREE"]
+        keys = layer_keys.layer_keys(elements=["thing"], element_dirs=[elements],
+                                     dib_version="3", agent_source_kind="pypi",
+                                     env={"SKIP_BASE": "1", "DIB_THING_TREE": str(folder)},
+                                     index_dates={})
+        return keys.inputs["packages"]["env"]["DIB_THING_TREE"]
 
     published = _provenance_digest(monkeypatch, elements, "thing")
     assert layer_value() == "tree:" + published
@@ -192,9 +241,9 @@ def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monk
     (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
 
     def digests() -> tuple[str, str, str]:
-        keys = layer_keys.layer_keys(elements=["thing"], element_dirs=[elements], dib_version="3",
-                                 env={"SKIP_BASE": "1"}, agent_source_kind="pypi",
-                                 index_dates={})
+        keys = layer_keys.layer_keys(elements=["thing"], element_dirs=[elements],
+                                     dib_version="3", env={"SKIP_BASE": "1"},
+                                     agent_source_kind="pypi", index_dates={})
         return (keys.packages, keys.inputs["packages"]["elements"]["thing"],
                 _provenance_digest(monkeypatch, elements, "thing"))
 
@@ -256,27 +305,28 @@ DPKG_ORDER = [("1.0~rc1", "1.0"), ("1.0", "1.0+b1"), ("2.0", "1:0.1"), ("1~~", "
 def test_debian_versions_are_ordered_by_python_debian():
     from debian.debian_support import version_compare
 
-    from amp_image.publish import imagediff
+    from amp_image.diff.compare import compare_sets
+    from amp_image.diff.versions import compare_debian_versions
 
     for low, high in DPKG_ORDER:
         assert version_compare(low, high) < 0
-        assert imagediff.compare_debian_versions(low, high) < 0
-        assert imagediff.compare_debian_versions(high, low) > 0
-    assert imagediff.compare_debian_versions("1:1.0-1", "1:1.0-1") == 0
+        assert compare_debian_versions(low, high) < 0
+        assert compare_debian_versions(high, low) > 0
+    assert compare_debian_versions("1:1.0-1", "1:1.0-1") == 0
     # What python-debian refuses is no Debian version: changed, neither up nor down.
-    sets = imagediff.compare_sets({"a": "1.0~rc1", "b": "1:0.1", "c": "abc!", "d": "1.0"},
-                                  {"a": "1.0", "b": "2.0", "c": "1.0", "d": "1_0"},
-                                  imagediff.compare_debian_versions)
+    sets = compare_sets({"a": "1.0~rc1", "b": "1:0.1", "c": "abc!", "d": "1.0"},
+                        {"a": "1.0", "b": "2.0", "c": "1.0", "d": "1_0"},
+                        compare_debian_versions)
     assert [p["name"] for p in sets["upgraded"]] == ["a"]
     assert [p["name"] for p in sets["downgraded"]] == ["b"]
     assert [p["name"] for p in sets["changed"]] == ["c", "d"]
 
 
 def test_packaging_is_imported_as_the_dependency_it_is():
-    """Without packaging, imagediff does not import (it used to guess 'changed' for
-    every agent package instead)."""
+    """Without packaging, the diff's version orderings do not import (they used to guess
+    'changed' for every agent package instead)."""
     code = ("import sys; sys.modules['packaging'] = None\n"
-            "try:\n    import amp_image.publish.imagediff\n"
+            "try:\n    import amp_image.diff.versions\n"
             "except ImportError:\n    print('refused')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -12,8 +12,11 @@ from click.testing import CliRunner
 from helpers import no_cloud_env
 
 from amp_image.cli import main
-from amp_image.publish import cloud
-from amp_image.publish import openstack_config as osc
+from amp_image.cloud import connection as cloud
+from amp_image.cloud.apply import apply
+from amp_image.cloud.flavor_data import AMPHORA_FLAVOR_KEYS, flavor_data, validate_flavor_data
+from amp_image.cloud.options import AmphoraFlavorOptions, OpenStackConfigError
+from amp_image.cloud.validation import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,10 +178,10 @@ def test_invalid_input_is_one_line_error(args, message):
 
 
 def test_flavor_data_keys_match_octavias_schema():
-    assert set(osc.AMPHORA_FLAVOR_KEYS) == {
+    assert set(AMPHORA_FLAVOR_KEYS) == {
         "loadbalancer_topology", "compute_flavor", "amp_image_tag", "sriov_vip",
         "allow_member_sriov"}
-    osc.validate_flavor_data({"loadbalancer_topology": "ACTIVE_STANDBY", "sriov_vip": True})
+    validate_flavor_data({"loadbalancer_topology": "ACTIVE_STANDBY", "sriov_vip": True})
 
 
 
@@ -209,7 +212,7 @@ def test_apply_validates_before_connecting(tmp_path):
 
 def test_missing_sdk_says_which_extra_to_install():
     code = ("import sys; sys.modules['openstack'] = None\n"
-            "from amp_image.publish import cloud\n"
+            "from amp_image.cloud import connection as cloud\n"
             "try:\n    cloud.sdk()\nexcept cloud.CloudError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip() == ("openstacksdk is not installed; install amp-image[openstack] "
@@ -300,10 +303,10 @@ class FakeCloud:
 
 
 def test_apply_creates_what_the_commands_describe_and_is_rerunnable():
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1", "cmp2"), vip_networks=("public",),
+    opts = AmphoraFlavorOptions(hosts=("cmp1", "cmp2"), vip_networks=("public",),
                                     sriov_vip=True, project="service")
     fake, said = FakeCloud(), []
-    osc.apply(opts, fake, emit=said.append)
+    apply(opts, fake, emit=said.append)
     agg = fake.compute.aggregates["amphora-sriov"]
     assert agg.hosts == ["cmp1", "cmp2"] and agg.metadata == {"public-sriov": "true"}
     flavor = fake.compute.flavors["amphora-sriov"]
@@ -317,7 +320,7 @@ def test_apply_creates_what_the_commands_describe_and_is_rerunnable():
     assert fake.load_balancer.flavors["amphora-sriov"].flavor_profile_id == profile.id
     # Again, with one more host: only the host is added, the rest is kept.
     said.clear()
-    osc.apply(osc.AmphoraFlavorOptions(hosts=("cmp1", "cmp2", "cmp3"), vip_networks=("public",),
+    apply(AmphoraFlavorOptions(hosts=("cmp1", "cmp2", "cmp3"), vip_networks=("public",),
                                        sriov_vip=True), fake, emit=said.append)
     assert agg.hosts == ["cmp1", "cmp2", "cmp3"]
     assert "added cmp3 to amphora-sriov" in said
@@ -353,15 +356,15 @@ class FailsOnce:
 def test_rerun_repairs_a_flavor_left_half_made(failing):
     """The flavor is created, then the next call fails; the rerun must finish the flavor,
     not keep it "as it is" without its extra specs or its project access."""
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, project="service")
+    opts = AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, project="service")
     fake, said = FakeCloud(), []
     setattr(fake.compute, failing, FailsOnce(getattr(fake.compute, failing)))
     with pytest.raises(RuntimeError, match="simulated"):
-        osc.apply(opts, fake, emit=said.append)
+        apply(opts, fake, emit=said.append)
     flavor = fake.compute.flavors["amphora-sriov"]
     assert flavor.extra_specs == {} or flavor.projects == []
     said.clear()
-    osc.apply(opts, fake, emit=said.append)
+    apply(opts, fake, emit=said.append)
     assert flavor.extra_specs == {"hw_rng:allowed": "True",
                                   "aggregate_instance_extra_specs:sriov-nic": "true"}
     assert flavor.projects == ["id-of-service"]
@@ -371,13 +374,13 @@ def test_rerun_repairs_a_flavor_left_half_made(failing):
 
 
 def test_rerun_fixes_a_changed_extra_spec_and_keeps_others():
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True)
+    opts = AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True)
     fake, said = FakeCloud(), []
-    osc.apply(opts, fake)
+    apply(opts, fake)
     flavor = fake.compute.flavors["amphora-sriov"]
     flavor.extra_specs.update({"aggregate_instance_extra_specs:sriov-nic": "false",
                                "hw:cpu_policy": "dedicated"})
-    osc.apply(opts, fake, emit=said.append)
+    apply(opts, fake, emit=said.append)
     assert flavor.extra_specs == {"hw_rng:allowed": "True",
                                   "aggregate_instance_extra_specs:sriov-nic": "true",
                                   "hw:cpu_policy": "dedicated"}
@@ -431,9 +434,9 @@ def test_allow_member_sriov_from_16_on(version):
 
 
 def test_octavia_version_defaults_to_the_default_agent():
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True)
+    opts = AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True)
     assert opts.octavia_version == "19.0.0"
-    osc.validate(opts)
+    validate(opts)
 
 
 def test_before_16_the_profile_leaves_allow_member_sriov_out():
@@ -443,8 +446,8 @@ def test_before_16_the_profile_leaves_allow_member_sriov_out():
     assert profile_data(result) == {"compute_flavor": "amphora-sriov", "sriov_vip": True}
     result = invoke("--octavia-version", "13.0.1")
     assert profile_data(result) == {"compute_flavor": "amphora"}
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, octavia_version="14.0.2")
-    assert osc.flavor_data(opts) == {"compute_flavor": "amphora-sriov", "sriov_vip": True}
+    opts = AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, octavia_version="14.0.2")
+    assert flavor_data(opts) == {"compute_flavor": "amphora-sriov", "sriov_vip": True}
 
 
 def test_before_16_the_flag_warning_names_only_sriov_vip():
@@ -472,7 +475,7 @@ def test_release_gates_are_one_line_errors(args, message):
 
 
 def test_validate_refuses_what_the_release_lacks():
-    opts = osc.AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True,
+    opts = AmphoraFlavorOptions(hosts=("cmp1",), allow_member_sriov=True,
                                     octavia_version="14.0.2")
-    with pytest.raises(osc.OpenStackConfigError, match="--allow-member-sriov needs octavia 16"):
-        osc.validate(opts)
+    with pytest.raises(OpenStackConfigError, match="--allow-member-sriov needs octavia 16"):
+        validate(opts)

@@ -20,9 +20,9 @@ from test_signing import make_key, write_key
 
 from amp_image.builder import dib
 from amp_image.builder.digests import tree_digest
+from amp_image.image.inventory import enabled_units
 from amp_image.image.records import AptIndex, parse_apt_indexes
 from amp_image.publish import provenance, signing
-from amp_image.publish.inventory import enabled_units
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"

@@ -23,18 +23,18 @@ from helpers import STOP_SECONDS, no_cloud_env, with_default_sigint
 
 from amp_image import version
 from amp_image.cli import main
+from amp_image.cloud.glance import glance_spec
 from amp_image.errors import PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.image.dpkg import parse_dpkg_status
-from amp_image.publish import publisher, sbom
-from amp_image.publish.checksums import sha256_file
-from amp_image.publish.folder import MARKER_FILE, STAGING_PREFIX, write_marker
-from amp_image.publish.glance import glance_spec
-from amp_image.publish.inventory import (
+from amp_image.image.inventory import (
     ImageInventory,
     elements_from_arguments,
     parse_dib_environment,
 )
+from amp_image.publish import publisher, sbom
+from amp_image.publish.checksums import sha256_file
+from amp_image.publish.folder import MARKER_FILE, STAGING_PREFIX, write_marker
 from amp_image.publish.manifest import redact_environment
 
 STATUS = """\

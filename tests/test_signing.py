@@ -47,7 +47,8 @@ from test_publish import assert_one_line_error, make_small_image, run_publish, s
 
 from amp_image.cli import main
 from amp_image.cli import publish as publish_cli
-from amp_image.publish import cloud, signing
+from amp_image.cloud import connection as cloud
+from amp_image.publish import signing
 
 CHUNK = 65536  # Glance streams image data in 64 KiB chunks
 

@@ -24,6 +24,7 @@ import diskimage_builder
 
 from amp_image import PACKAGE_DIR, events
 from amp_image.builder import binfmt, debootstrap_cache, host, layer_keys, layers, locks
+from amp_image.builder.layer_inputs import LayerKeyError, mirror_index_dates
 from amp_image.builder.leftovers import release_leftovers
 from amp_image.builder.plan import (
     LAYER_CACHE_ELEMENT,
@@ -294,8 +295,8 @@ def choose_layers(plan: BuildPlan, env: Mapping[str, str], emit: Callable[[str],
             elements=plan.elements, element_dirs=[*element_dirs, dib_elements_dir()],
             dib_version=importlib.metadata.version("diskimage-builder"), env=env,
             agent_source_kind=opts.agent_source.kind,
-            index_dates=layer_keys.mirror_index_dates(env))
-    except layer_keys.LayerKeyError as exc:
+            index_dates=mirror_index_dates(env))
+    except LayerKeyError as exc:
         emit(f"the layer cache is off for this build: {exc}")
         return None
     cache = layers.LayerCache(opts.cache_dir, emit)

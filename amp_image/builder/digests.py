@@ -1,10 +1,11 @@
-"""SHA-256 of a file and of a folder: the layer cache's keys and records, the
-debootstrap tarball's record, the published checksums and the provenance's element
-digests."""
+"""SHA-256 of a file, of a folder and of a JSON value: the layer cache's keys and
+records, the debootstrap tarball's record, the published checksums and the provenance's
+element digests."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -53,3 +54,8 @@ def tree_digest(folder: Path, *, element: bool = False) -> str:
                 flag = b"x" if mode & 0o111 else b"-"
                 lines.append((rel, b"%s\0%s\0%s\n" % (rel, flag, sha256_file(path).encode())))
     return hashlib.sha256(b"".join(line for _, line in sorted(lines))).hexdigest()
+
+
+def json_digest(value) -> str:
+    """SHA-256 of a JSON-serialisable value, its keys sorted (the layer keys' form)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()

@@ -7,7 +7,8 @@ Two layers, in build order (the ``amphora-layer-cache`` element saves and restor
   agent (``install.d/74-amp-layer-packages``);
 * ``agent``: that plus the agent's venv (``install.d/78-amp-layer-agent``).
 
-The keys are made in ``layer_keys.py``.
+The keys are made in ``layer_keys.py`` (from ``layer_inputs.py``, ``early_view.py`` and
+``env_scan.py``).
 
 Each layer is a zstd tarball with a JSON record (size, SHA-256, key inputs, last
 use) beside it.  A layer whose file no longer matches its record is removed and

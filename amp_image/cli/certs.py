@@ -8,7 +8,11 @@ import click
 
 from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError
-from amp_image.verify import certcheck
+from amp_image.verify.certs.check import check_client
+from amp_image.verify.certs.files import CertInputError
+from amp_image.verify.certs.handshake import STRICT_PYTHON
+from amp_image.verify.certs.image_python import python_version_of_image
+from amp_image.verify.certs.python_version import parse_python_version
 
 
 def _agent_python(agent_python: str | None, image: str | None) -> tuple[int, int]:
@@ -16,8 +20,8 @@ def _agent_python(agent_python: str | None, image: str | None) -> tuple[int, int
         fail("give --agent-python or --image, not both", 2)
     try:
         if image:
-            return certcheck.python_version_of_image(Path(image).expanduser())
-        return certcheck.parse_python_version(agent_python or "3.13")
+            return python_version_of_image(Path(image).expanduser())
+        return parse_python_version(agent_python or "3.13")
     except ValueError as exc:
         fail(f"--agent-python: {exc}", 2)
     except AmpImageError as exc:
@@ -46,16 +50,16 @@ def check_certs(ca, client_cert, client_key, agent_python, image) -> None:
     problem and the fix; 2 if a file cannot be read."""
     version = _agent_python(agent_python, image)
     try:
-        result = certcheck.check_client(Path(ca).expanduser(), Path(client_cert).expanduser(),
-                                        Path(client_key).expanduser() if client_key else None,
-                                        agent_python=version)
+        result = check_client(Path(ca).expanduser(), Path(client_cert).expanduser(),
+                              Path(client_key).expanduser() if client_key else None,
+                              agent_python=version)
         later = None
         if result.accepted and not result.strict:
-            later = certcheck.check_client(
+            later = check_client(
                 Path(ca).expanduser(), Path(client_cert).expanduser(),
                 Path(client_key).expanduser() if client_key else None,
-                agent_python=certcheck.STRICT_PYTHON)
-    except certcheck.CertInputError as exc:
+                agent_python=STRICT_PYTHON)
+    except CertInputError as exc:
         fail(str(exc), 2)
     except AmpImageError as exc:
         fail(str(exc), 1)

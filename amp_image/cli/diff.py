@@ -8,8 +8,11 @@ from pathlib import Path
 import click
 
 from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.diff.compare import diff as compare_sides
+from amp_image.diff.files import diff_images, render_files
+from amp_image.diff.read import read_side
+from amp_image.diff.table import render_table
 from amp_image.errors import AmpImageError
-from amp_image.publish import filediff, imagediff
 
 
 @click.command("diff")
@@ -26,14 +29,14 @@ def diff(old, new, as_json, by_file) -> None:
     stop_on_sigterm()
     paths = [Path(p).expanduser() for p in (old, new)]
     try:
-        sides = [imagediff.read_side(p) for p in paths]
+        sides = [read_side(p) for p in paths]
         folder = next((s.path for s in sides if s.kind != "image"), None)
         if by_file and folder:
             fail(f"{folder} is a published folder, whose manifest lists no files; --files "
                  "compares two images", 1)
-        result = imagediff.diff(*sides)
+        result = compare_sides(*sides)
         if by_file:
-            result["files"] = filediff.diff_images(*paths)
+            result["files"] = diff_images(*paths)
     except AmpImageError as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
@@ -41,6 +44,6 @@ def diff(old, new, as_json, by_file) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(imagediff.render_table(result), nl=False)
+    click.echo(render_table(result), nl=False)
     if by_file:
-        click.echo(filediff.render(result["files"]), nl=False)
+        click.echo(render_files(result["files"]), nl=False)

@@ -6,9 +6,13 @@ import click
 
 from amp_image.builder.constraints import DEFAULT_AGENT_VERSION
 from amp_image.cli.common import fail
+from amp_image.cloud import connection as cloud
+from amp_image.cloud.apply import apply
+from amp_image.cloud.commands import render_script
+from amp_image.cloud.flavor_data import parse_flavor_data
+from amp_image.cloud.options import AmphoraFlavorOptions
+from amp_image.cloud.validation import validate, warnings
 from amp_image.errors import AmpImageError
-from amp_image.publish import cloud
-from amp_image.publish import openstack_config as osconfig
 
 
 @click.command("openstack-config")
@@ -48,18 +52,18 @@ from amp_image.publish import openstack_config as osconfig
 def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
     """Print (or --apply) the OpenStack steps for amphora load balancers."""
     try:
-        extra = osconfig.parse_flavor_data(flavor_data) if flavor_data else {}
-        opts = osconfig.AmphoraFlavorOptions(
+        extra = parse_flavor_data(flavor_data) if flavor_data else {}
+        opts = AmphoraFlavorOptions(
             **{k: tuple(v) if isinstance(v, tuple) else v for k, v in kw.items()},
             extra_flavor_data=extra)
-        osconfig.validate(opts)
-        for warning in osconfig.warnings(opts):
+        validate(opts)
+        for warning in warnings(opts):
             click.echo(f"amp-image: warning: {warning}", err=True)
         if not do_apply:
-            click.echo(osconfig.render_script(opts), nl=False)
+            click.echo(render_script(opts), nl=False)
             return
         conn = cloud.connect(cloud_name)
-        osconfig.apply(opts, conn, emit=click.echo)
+        apply(opts, conn, emit=click.echo)
     except AmpImageError as exc:
         fail(str(exc), 1)
     except Exception as exc:

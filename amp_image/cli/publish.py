@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.cloud.glance import DEFAULT_TAG
 from amp_image.errors import AmpImageError
 from amp_image.publish import signing
-from amp_image.publish.glance import DEFAULT_TAG
 from amp_image.publish.publisher import PublishResult, publish_image
 
 SIGN_OPTIONS = [

@@ -1,2 +1,2 @@
-"""Publish: the image's inventory, manifest, SBOM, signatures, provenance, Glance spec and
-upload, the OpenStack configuration for amphorae, and diffs between images."""
+"""Publish: a checked image to a folder, with its checksums, manifest, SBOM, signatures
+and provenance, and its Glance spec and upload (through amp_image.cloud)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from amp_image import version
 from amp_image.builder import constraints
 from amp_image.builder.digests import sha256_file
-from amp_image.publish.inventory import ImageInventory
+from amp_image.image.inventory import ImageInventory
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = "amp-image-manifest/1"

@@ -36,7 +36,7 @@ from amp_image import version
 from amp_image.builder import dib
 from amp_image.builder.digests import tree_digest
 from amp_image.builder.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
-from amp_image.publish.inventory import ImageInventory
+from amp_image.image.inventory import ImageInventory
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

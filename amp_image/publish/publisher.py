@@ -1,5 +1,5 @@
 """Publish an image the way operators consume it: the flow over manifest.py,
-sbom.py, glance.py, provenance.py, checksums.py, folder.py and cloud.py.
+sbom.py, provenance.py, checksums.py, folder.py, cloud/glance.py and cloud/connection.py.
 
 ``DEST`` receives the image (hard-linked where possible, else copied) and,
 read from the image itself offline:
@@ -44,10 +44,13 @@ from pathlib import Path
 
 from amp_image import version
 from amp_image.builder.digests import sha256_file
+from amp_image.cloud import connection as cloud
+from amp_image.cloud.glance import DEFAULT_TAG, DISK_FORMATS, GLANCE_FILE, glance_spec
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
+from amp_image.image.inventory import ImageInventory, read_inventory
 from amp_image.image.records import default_manifests, image_stem
-from amp_image.publish import cloud, provenance, sbom, signing
+from amp_image.publish import provenance, sbom, signing
 from amp_image.publish.checksums import SUMS_FILE, write_sums
 from amp_image.publish.folder import (
     MARKER_FILE,
@@ -57,8 +60,6 @@ from amp_image.publish.folder import (
     remove_stale_staging,
     swap_into_place,
 )
-from amp_image.publish.glance import DEFAULT_TAG, DISK_FORMATS, GLANCE_FILE, glance_spec
-from amp_image.publish.inventory import ImageInventory, read_inventory
 from amp_image.publish.manifest import MANIFEST_FILE, build_manifest
 from amp_image.publish.signing import Signer
 

@@ -19,7 +19,7 @@ from packageurl import PackageURL
 
 from amp_image.errors import AmpImageError
 from amp_image.image.dpkg import DebPackage
-from amp_image.publish.inventory import ImageInventory, PythonDist
+from amp_image.image.inventory import ImageInventory, PythonDist
 
 SBOM_FILE = "sbom.cdx.json"
 SCHEMA_VERSION = SchemaVersion.V1_6

@@ -19,7 +19,7 @@ following Octavia's certificate guide (doc/source/admin/guides/certificates.rst)
   ``usr_cert`` client certificate from it.
 
 What Python's ``ssl`` (the agent's gunicorn) does with them, measured on
-OpenSSL 3.0 and 3.5 with :mod:`amp_image.verify.certcheck`'s handshake:
+OpenSSL 3.0 and 3.5 with :mod:`amp_image.verify.certs.handshake`:
 
 ==============================  =================  ================
 client certificate               Python 3.11 agent  Python 3.13 agent

@@ -28,7 +28,8 @@ from octavia.common import exceptions as octavia_exceptions
 from octavia_lib.common import constants as lib_consts
 
 from amp_image.poll import PollTimeout, poll_until
-from amp_image.verify.certcheck import check_client, parse_python_version
+from amp_image.verify.certs.check import check_client
+from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller, network
 from amp_image.verify.conformance.heartbeats import member_status

@@ -8,7 +8,7 @@ import shlex
 
 from amp_image.builder.plan import UEFI_ONLY_ARCHES
 from amp_image.errors import PublishError
-from amp_image.publish.inventory import ImageInventory
+from amp_image.image.inventory import ImageInventory
 
 GLANCE_FILE = "glance.json"
 DEFAULT_TAG = "amphora"

@@ -61,7 +61,7 @@ def group(path: str) -> str:
     return "/".join(path.split("/")[:GROUP_DEPTH])
 
 
-def compare(old: dict[str, Entry], new: dict[str, Entry]) -> dict:
+def compare_files(old: dict[str, Entry], new: dict[str, Entry]) -> dict:
     common = old.keys() & new.keys()
     changed = {p for p in common if (old[p].kind, old[p].size, old[p].content)
                != (new[p].kind, new[p].size, new[p].content)}
@@ -83,10 +83,10 @@ def diff_images(old: Path, new: Path) -> dict:
     """Compare two images' root file systems (read-only mounts: root only)."""
     with ExitStack() as stack:
         trees = [file_tree(stack.enter_context(mounted_image(image))) for image in (old, new)]
-    return compare(*trees)
+    return compare_files(*trees)
 
 
-def render(result: dict) -> str:
+def render_files(result: dict) -> str:
     kinds = (("content_changed", "content"), ("metadata_changed", "mode/owner"),
              ("only_in_old", "only old"), ("only_in_new", "only new"))
     counts = ", ".join(f"{len(result[k])} {label}" for k, label in kinds)
