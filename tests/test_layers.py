@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from amp_image.builder import dib, layer_keys, layers, locks
-from amp_image.builder.plan import AgentSource, BuildOptions, HostContext, make_plan
+from amp_image.builder.options import AgentSource, BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 

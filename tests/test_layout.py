@@ -78,13 +78,34 @@ def test_one_polling_loop():
 
 
 def test_the_vf_driver_default_is_written_once():
-    """In the sriov-vf-drivers element (its environment.d default); the plan reads it."""
-    from amp_image.builder import plan
+    """In the sriov-vf-drivers element (its environment.d default); the options read it."""
+    from amp_image.builder import element_defaults, options
 
     listing = [name for name, text in _sources().items() if re.search(r"['\"]ixgbevf['\"]", text)]
     assert listing == []
-    assert "ixgbevf" in plan.DEFAULT_VF_DRIVERS and "iavf" in plan.DEFAULT_VF_DRIVERS
-    assert plan.element_vf_drivers(plan.VF_DRIVERS_ENVIRONMENT) == plan.DEFAULT_VF_DRIVERS
+    drivers = element_defaults.default_vf_drivers()
+    assert "ixgbevf" in drivers and "iavf" in drivers
+    assert element_defaults.element_vf_drivers(element_defaults.VF_DRIVERS_ENVIRONMENT) == drivers
+    assert options.BuildOptions().vf_drivers == drivers
+
+
+def test_the_plan_reads_no_file_at_import():
+    """Importing the plan (and what it imports) opens no file of the package's elements:
+    the VF driver default is read when first needed."""
+    code = ("import builtins, io, pathlib\n"
+            "opened = []\n"
+            "real = io.open\n"
+            "def spy(file, *a, **k):\n"
+            "    opened.append(str(file))\n"
+            "    return real(file, *a, **k)\n"
+            "builtins.open = io.open = spy\n"
+            "import amp_image.builder.plan\n"
+            "from amp_image.builder import element_defaults\n"
+            "print(element_defaults.default_vf_drivers.cache_info().currsize,"
+            " any('/elements/' in f for f in opened))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["0", "False"]
 
 
 def _third_party_imports() -> set[str]:
@@ -227,19 +248,20 @@ def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
 ])
 def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
     """The command line's agent version and series are the plan's resolver's
-    (plan.choose_agent, checked by plan.agent_series): the CLI keeps none of its own."""
+    (compat.choose_agent, checked by compat.agent_series): the CLI keeps none of its own."""
     import yaml
     from click.testing import CliRunner
 
-    from amp_image.builder import plan
+    from amp_image.builder import compat
+    from amp_image.builder.options import AgentSource, BuildOptions
     from amp_image.cli import build as build_cli
     from amp_image.cli import main
 
-    assert build_cli.choose_agent is plan.choose_agent
+    assert build_cli.choose_agent is compat.choose_agent
     assert not hasattr(build_cli, "agent_series")
     series, version, ref = options
-    version, series = plan.choose_agent(series, version, plan.AgentSource("git", "x", ref))
-    checked = plan.agent_series(plan.BuildOptions(agent_version=version, series=series))
+    version, series = compat.choose_agent(series, version, AgentSource("git", "x", ref))
+    checked = compat.agent_series(BuildOptions(agent_version=version, series=series))
     result = CliRunner().invoke(main, ["build", "--dry-run", *args])
     assert result.exit_code == 0, result.output
     agent = yaml.safe_load(result.stdout)["agent"]

@@ -24,21 +24,19 @@ from amp_image.builder import (
     preflight,
     rootpw,
 )
-from amp_image.builder.plan import (
-    BASE_OSES,
+from amp_image.builder.compat import BASE_OSES, choose_agent
+from amp_image.builder.element_defaults import default_vf_drivers
+from amp_image.builder.options import (
     DEFAULT_AGENT_VERSION,
     DEFAULT_CACHE_DIR,
     DEFAULT_LAYER_CACHE_BYTES,
     DEFAULT_OUTPUT,
     DEFAULT_SIZE_GB,
-    DEFAULT_VF_DRIVERS,
     IMAGE_FORMATS,
     AgentSource,
     BuildOptions,
-    BuildPlan,
-    choose_agent,
-    make_plan,
 )
+from amp_image.builder.plan import BuildPlan, make_plan
 from amp_image.cli import publish as publish_cli
 from amp_image.cli.common import fail, stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
@@ -149,7 +147,7 @@ def build_options(**kw) -> BuildOptions:
         if not p.is_dir():
             raise PlanError(f"--elements-path {p}: no such folder")
         inputs.check_elements_path(p)
-    vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else DEFAULT_VF_DRIVERS
+    vf_drivers = tuple(kw["vf_drivers"].split(",")) if kw["vf_drivers"] else default_vf_drivers()
     source = parse_agent_source(kw["agent_source"])
     version, series = choose_agent(kw["series"], kw["agent_version"], source)
     if source.kind == "wheelhouse":
@@ -276,7 +274,7 @@ BUILD_OPTIONS = [
     click.option("--replace-elements", help="Replace the default element list (space-separated)."),
     click.option("--nftables/--iptables", default=True, show_default=True),
     click.option("--vf-drivers", help="Comma-separated VF kernel modules "
-                                      f"(default: {','.join(DEFAULT_VF_DRIVERS)})."),
+                                      f"(default: {','.join(default_vf_drivers())})."),
     click.option("--datasources", default="ConfigDrive", show_default=True,
                  help="cloud-init datasources."),
     click.option("--kernel-package", help="Install this kernel package as well."),
