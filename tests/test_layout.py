@@ -247,18 +247,20 @@ def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
       "--agent-version", "19.0.0"], (None, "19.0.0", "stable/2025.2")),
 ])
 def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
-    """The command line's agent version and series are the plan's resolver's
-    (compat.choose_agent, checked by compat.agent_series): the CLI keeps none of its own."""
+    """The command line's agent version and series are the one resolver's
+    (compat.choose_agent, checked by compat.agent_series): no other module keeps one."""
     import yaml
     from click.testing import CliRunner
 
-    from amp_image.builder import compat
+    from amp_image.builder import compat, plan, request, run
     from amp_image.builder.options import AgentSource, BuildOptions
     from amp_image.cli import build as build_cli
     from amp_image.cli import main
 
-    assert build_cli.choose_agent is compat.choose_agent
-    assert not hasattr(build_cli, "agent_series")
+    assert request.choose_agent is compat.choose_agent
+    for module in (build_cli, request, run, plan):
+        for name in ("agent_series", "choose_agent"):
+            assert getattr(module, name, getattr(compat, name)) is getattr(compat, name)
     series, version, ref = options
     version, series = compat.choose_agent(series, version, AgentSource("git", "x", ref))
     checked = compat.agent_series(BuildOptions(agent_version=version, series=series))
@@ -266,6 +268,29 @@ def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
     assert result.exit_code == 0, result.output
     agent = yaml.safe_load(result.stdout)["agent"]
     assert (agent["version"], agent["series"]) == (version, checked.name)
+
+
+def test_a_build_runs_without_the_command_line(tmp_path):
+    """builder.run is the build's one entry point: a request made in Python plans what
+    the command line plans for the same options, and the CLI keeps no step of its own."""
+    import yaml
+    from click.testing import CliRunner
+
+    from amp_image.builder.request import BuildRequest
+    from amp_image.builder.run import Hooks, run
+    from amp_image.cli import build as build_cli
+    from amp_image.cli import main
+
+    output, work = str(tmp_path / "amp.raw"), str(tmp_path / "w")
+    done = run(BuildRequest(output=output, work_dir=work, series="2025.2", sriov=False,
+                            dry_run=True), Hooks(emit=print))
+    assert done.result is None
+    result = CliRunner().invoke(main, ["build", "--dry-run", "-o", output, "--work-dir", work,
+                                       "--series", "2025.2", "--no-sriov"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout) == done.plan.as_dict()
+    for step in ("host", "preflight", "binfmt", "gitref", "inputs", "layers"):
+        assert not hasattr(build_cli, step), step
 
 
 # Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before

@@ -12,7 +12,8 @@ import click
 
 from amp_image import PACKAGE_DIR
 from amp_image.builder import host
-from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.builder.process import stop_on_sigterm
+from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_image_record
 
