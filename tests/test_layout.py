@@ -293,6 +293,36 @@ def test_a_build_runs_without_the_command_line(tmp_path):
         assert not hasattr(build_cli, step), step
 
 
+def test_the_test_verb_maps_options_to_verify_run(tmp_path, monkeypatch):
+    """amp-image test hands verify.run a TestRequest and exits with what it returns; the
+    pytest arguments are verify/run.py's."""
+    from click.testing import CliRunner
+
+    from amp_image.cli import main
+    from amp_image.cli import test as test_cli
+    from amp_image.verify import run as verify_run
+
+    image = tmp_path / "amp.qcow2"
+    image.write_bytes(b"")
+    seen = []
+    monkeypatch.setattr(test_cli, "run", lambda request, emit: seen.append(request) or 5)
+    result = CliRunner().invoke(main, ["test", str(image), "--sriov", "-k", "agent",
+                                       "--workdir", str(tmp_path / "vm")])
+    assert result.exit_code == 5, result.output
+    assert seen == [verify_run.TestRequest(image=str(image), sriov=True, keyword="agent",
+                                           workdir=str(tmp_path / "vm"))]
+    args = verify_run.checks_args(seen[0], image)
+    assert args[:3] == [str(verify_run.CHECKS_DIR / "test_amphora.py"),
+                        str(verify_run.CHECKS_DIR / "test_sriov.py"), "--amp-sriov"]
+    assert args[args.index("-k"):args.index("-k") + 2] == ["-k", "agent"]
+    assert str(tmp_path / "vm") in args
+    conformance = verify_run.conformance_args(
+        verify_run.TestRequest(image=str(image), active_standby=True), image)
+    assert [a for a in conformance if a.endswith(".py")] == [
+        str(verify_run.CONFORMANCE_DIR / m) for m in
+        ("test_conformance.py", "test_sriov_driver.py", "test_active_standby.py")]
+
+
 # Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before
 # the end, epochs before everything, revisions last.
 DPKG_ORDER = [("1.0~rc1", "1.0"), ("1.0", "1.0+b1"), ("2.0", "1:0.1"), ("1~~", "1~~a"),
