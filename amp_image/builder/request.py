@@ -219,7 +219,7 @@ def build_options(request: BuildRequest, environ: MutableMapping[str, str] | Non
         root_password_hash=root_password_hash(request, environ),
         root_password_ssh=request.root_password_ssh, sshd=request.sshd,
         cpu_pinning=request.cpu_pinning, fips=request.fips,
-        extra_elements=request.element, elements_paths=elements_paths,
+        extra_elements=tuple(request.element), elements_paths=elements_paths,
         replace_elements=_split(request.replace_elements, None),
         use_nftables=request.nftables, **vf_drivers, datasources=request.datasources,
         kernel_package=request.kernel_package or "", use_tmpfs=request.tmpfs,
