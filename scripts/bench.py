@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amp_image.cli.common import stop_on_sigterm
+from amp_image.builder.process import stop_on_sigterm
 from amp_image.image import qemuimg
 from amp_image.image.imagefs import mounted_image
 from amp_image.image.records import read_image_record

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import AMP_IMAGE
 
-from amp_image.builder.plan import DEFAULT_VF_DRIVERS
+from amp_image.builder.element_defaults import default_vf_drivers
 from amp_image.verify.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
 from amp_image.verify.checks.test_sriov import *  # noqa: F403  (the SR-IOV scenario, after the checks)
 
@@ -22,7 +22,7 @@ def test_the_record_is_the_default_builds(amphora_record):
     must all apply to it (none skipped as not applicable)."""
     assert amphora_record.sshd == "present"
     assert amphora_record.firewall == "nftables"
-    assert amphora_record.vf_drivers == list(DEFAULT_VF_DRIVERS)
+    assert amphora_record.vf_drivers == list(default_vf_drivers())
 
 
 def test_boot_report(amphora):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from amp_image.builder import buildlog
-from amp_image.cli.build import build_log
+from amp_image.builder.request import build_log
 from amp_image.errors import PlanError
 
 T0 = datetime(2026, 11, 25, 14, 51, 1, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from amp_image.builder.request import parse_agent_source
 from amp_image.cli import main
-from amp_image.cli.build import parse_agent_source
 from amp_image.errors import PlanError
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")

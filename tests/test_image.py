@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from amp_image.builder.plan import DEFAULT_VF_DRIVERS
+from amp_image.builder.element_defaults import default_vf_drivers
 from amp_image.image.imagefs import mounted_image
 from amp_image.image.inventory import parse_dib_environment
 from amp_image.image.records import read_record
@@ -120,7 +120,7 @@ def test_vf_modules_present_with_pci_aliases(root):
     kernel = next((root / "lib/modules").iterdir())
     aliases = (kernel / "modules.alias").read_text()
     recorded = (root / "etc/amp-image/vf-drivers").read_text().splitlines()
-    assert [line.split()[0] for line in recorded] == list(DEFAULT_VF_DRIVERS)
+    assert [line.split()[0] for line in recorded] == list(default_vf_drivers())
     for line in recorded:
         module, _, path = line.split()
         assert (root / path.lstrip("/")).is_file(), path
@@ -200,7 +200,7 @@ def test_build_staging_and_host_ca_not_in_image(root, built_image: Path):
 
 def test_manifests_beside_the_image(built_image: Path):
     record = read_record(built_image.with_name(built_image.stem + ".d"))
-    assert record.vf_drivers == list(DEFAULT_VF_DRIVERS)
+    assert record.vf_drivers == list(default_vf_drivers())
     assert record.agent["AMPHORA_AGENT_VERSION"] == "19.0.0"
     assert record.firewall == "nftables"
     assert record.sshd == "present"

@@ -23,7 +23,8 @@ from amp_image.builder.layer_inputs import (
     element_set,
     mirror_index_dates,
 )
-from amp_image.builder.plan import AgentSource, BuildOptions, HostContext, make_plan
+from amp_image.builder.options import AgentSource, BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 

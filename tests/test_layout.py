@@ -78,13 +78,34 @@ def test_one_polling_loop():
 
 
 def test_the_vf_driver_default_is_written_once():
-    """In the sriov-vf-drivers element (its environment.d default); the plan reads it."""
-    from amp_image.builder import plan
+    """In the sriov-vf-drivers element (its environment.d default); the options read it."""
+    from amp_image.builder import element_defaults, options
 
     listing = [name for name, text in _sources().items() if re.search(r"['\"]ixgbevf['\"]", text)]
     assert listing == []
-    assert "ixgbevf" in plan.DEFAULT_VF_DRIVERS and "iavf" in plan.DEFAULT_VF_DRIVERS
-    assert plan.element_vf_drivers(plan.VF_DRIVERS_ENVIRONMENT) == plan.DEFAULT_VF_DRIVERS
+    drivers = element_defaults.default_vf_drivers()
+    assert "ixgbevf" in drivers and "iavf" in drivers
+    assert element_defaults.element_vf_drivers(element_defaults.VF_DRIVERS_ENVIRONMENT) == drivers
+    assert options.BuildOptions().vf_drivers == drivers
+
+
+def test_the_plan_reads_no_file_at_import():
+    """Importing the plan (and what it imports) opens no file of the package's elements:
+    the VF driver default is read when first needed."""
+    code = ("import builtins, io, pathlib\n"
+            "opened = []\n"
+            "real = io.open\n"
+            "def spy(file, *a, **k):\n"
+            "    opened.append(str(file))\n"
+            "    return real(file, *a, **k)\n"
+            "builtins.open = io.open = spy\n"
+            "import amp_image.builder.plan\n"
+            "from amp_image.builder import element_defaults\n"
+            "print(element_defaults.default_vf_drivers.cache_info().currsize,"
+            " any('/elements/' in f for f in opened))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["0", "False"]
 
 
 def _third_party_imports() -> set[str]:
@@ -134,9 +155,6 @@ MAY_IMPORT = {
     "diff": {"builder", "image", "publish"},
     "cli": {"builder", "image", "verify", "cloud", "publish", "diff"},
 }
-# publish/imagediff.py re-exports the diff's read_side for cli/build.py until that
-# module (being reworked apart) imports amp_image.diff.read itself.
-STOPGAPS = {"publish/imagediff.py"}
 
 
 def _package_of(relative: str) -> str:
@@ -162,7 +180,6 @@ def test_each_package_imports_only_what_it_may():
     assert set(MAY_IMPORT) == {p.parent.name for p in PACKAGE.glob("*/__init__.py")} - {
         "elements"} | {"top"}
     wrong = sorted(f"{name} imports {other}" for name, text in _sources().items()
-                   if name not in STOPGAPS
                    for other in _imported_packages(text) - {"top", _package_of(name)}
                    if other not in MAY_IMPORT[_package_of(name)])
     assert wrong == []
@@ -275,24 +292,80 @@ def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
       "--agent-version", "19.0.0"], (None, "19.0.0", "stable/2025.2")),
 ])
 def test_the_cli_resolves_the_agent_series_with_the_plan(args, options):
-    """The command line's agent version and series are the plan's resolver's
-    (plan.choose_agent, checked by plan.agent_series): the CLI keeps none of its own."""
+    """The command line's agent version and series are the one resolver's
+    (compat.choose_agent, checked by compat.agent_series): no other module keeps one."""
     import yaml
     from click.testing import CliRunner
 
-    from amp_image.builder import plan
+    from amp_image.builder import compat, plan, request, run
+    from amp_image.builder.options import AgentSource, BuildOptions
     from amp_image.cli import build as build_cli
     from amp_image.cli import main
 
-    assert build_cli.choose_agent is plan.choose_agent
-    assert not hasattr(build_cli, "agent_series")
+    assert request.choose_agent is compat.choose_agent
+    for module in (build_cli, request, run, plan):
+        for name in ("agent_series", "choose_agent"):
+            assert getattr(module, name, getattr(compat, name)) is getattr(compat, name)
     series, version, ref = options
-    version, series = plan.choose_agent(series, version, plan.AgentSource("git", "x", ref))
-    checked = plan.agent_series(plan.BuildOptions(agent_version=version, series=series))
+    version, series = compat.choose_agent(series, version, AgentSource("git", "x", ref))
+    checked = compat.agent_series(BuildOptions(agent_version=version, series=series))
     result = CliRunner().invoke(main, ["build", "--dry-run", *args])
     assert result.exit_code == 0, result.output
     agent = yaml.safe_load(result.stdout)["agent"]
     assert (agent["version"], agent["series"]) == (version, checked.name)
+
+
+def test_a_build_runs_without_the_command_line(tmp_path):
+    """builder.run is the build's one entry point: a request made in Python plans what
+    the command line plans for the same options, and the CLI keeps no step of its own."""
+    import yaml
+    from click.testing import CliRunner
+
+    from amp_image.builder.request import BuildRequest
+    from amp_image.builder.run import Hooks, run
+    from amp_image.cli import build as build_cli
+    from amp_image.cli import main
+
+    output, work = str(tmp_path / "amp.raw"), str(tmp_path / "w")
+    done = run(BuildRequest(output=output, work_dir=work, series="2025.2", sriov=False,
+                            dry_run=True), Hooks(emit=print))
+    assert done.result is None
+    result = CliRunner().invoke(main, ["build", "--dry-run", "-o", output, "--work-dir", work,
+                                       "--series", "2025.2", "--no-sriov"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout) == done.plan.as_dict()
+    for step in ("host", "preflight", "binfmt", "gitref", "inputs", "layers"):
+        assert not hasattr(build_cli, step), step
+
+
+def test_the_test_verb_maps_options_to_verify_run(tmp_path, monkeypatch):
+    """amp-image test hands verify.run a TestRequest and exits with what it returns; the
+    pytest arguments are verify/run.py's."""
+    from click.testing import CliRunner
+
+    from amp_image.cli import main
+    from amp_image.cli import test as test_cli
+    from amp_image.verify import run as verify_run
+
+    image = tmp_path / "amp.qcow2"
+    image.write_bytes(b"")
+    seen = []
+    monkeypatch.setattr(test_cli, "run", lambda request, emit: seen.append(request) or 5)
+    result = CliRunner().invoke(main, ["test", str(image), "--sriov", "-k", "agent",
+                                       "--workdir", str(tmp_path / "vm")])
+    assert result.exit_code == 5, result.output
+    assert seen == [verify_run.TestRequest(image=str(image), sriov=True, keyword="agent",
+                                           workdir=str(tmp_path / "vm"))]
+    args = verify_run.checks_args(seen[0], image)
+    assert args[:3] == [str(verify_run.CHECKS_DIR / "test_amphora.py"),
+                        str(verify_run.CHECKS_DIR / "test_sriov.py"), "--amp-sriov"]
+    assert args[args.index("-k"):args.index("-k") + 2] == ["-k", "agent"]
+    assert str(tmp_path / "vm") in args
+    conformance = verify_run.conformance_args(
+        verify_run.TestRequest(image=str(image), active_standby=True), image)
+    assert [a for a in conformance if a.endswith(".py")] == [
+        str(verify_run.CONFORMANCE_DIR / m) for m in
+        ("test_conformance.py", "test_sriov_driver.py", "test_active_standby.py")]
 
 
 # Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before

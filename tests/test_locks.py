@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from amp_image.builder import dib, locks
-from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+from amp_image.builder.options import BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
 
 AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
 

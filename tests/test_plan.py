@@ -6,15 +6,11 @@ from pathlib import Path
 import pytest
 
 from amp_image.builder import constraints
-from amp_image.builder.plan import (
-    BASE_OSES,
-    AgentSource,
-    BuildOptions,
-    HostContext,
-    image_name_for,
-    make_plan,
-    security_mirror_for,
-)
+from amp_image.builder.compat import BASE_OSES
+from amp_image.builder.environment import security_mirror_for
+from amp_image.builder.options import AgentSource, BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
+from amp_image.builder.validate import image_name_for
 from amp_image.errors import PlanError
 
 ELEMENTS = Path("/elements")

@@ -528,8 +528,8 @@ def test_build_publish_dir_checks_the_folder_before_building(tmp_path):
 def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     """build --publish-dir after a (stubbed: no DIB) build into a folder amp-image published
     into, where the operator keeps a file of their own: only amp-image's files change."""
-    from amp_image.builder import dib
-    from amp_image.cli import build as build_cli
+    from amp_image.builder import dib, host
+    from amp_image.builder import run as build_run
 
     one, two = images
     dest = tmp_path / "dist"
@@ -538,8 +538,8 @@ def test_build_publish_dir_keeps_other_files(images, tmp_path, monkeypatch):
     built = tmp_path / "out" / "amp.qcow2"
     built.parent.mkdir()
     shutil.copyfile(two, built)
-    monkeypatch.setattr(build_cli, "stop_on_sigterm", lambda: None)
-    monkeypatch.setattr(build_cli.host, "check_tools", lambda: None)
+    monkeypatch.setattr(build_run, "stop_on_sigterm", lambda: None)
+    monkeypatch.setattr(host, "check_tools", lambda: None)
     monkeypatch.setattr(dib, "run_build", lambda plan, **kw: dib.BuildResult(
         built, None, 1.0, tmp_path / "build.log"))
     result = CliRunner().invoke(main, ["build", "-o", str(built), "--publish-dir", str(dest),

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from amp_image.builder import dib, rootpw
-from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+from amp_image.builder.options import BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
 from amp_image.errors import PlanError
 
 ROOT = Path(__file__).resolve().parent.parent

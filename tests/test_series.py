@@ -35,14 +35,9 @@ import yaml
 from click.testing import CliRunner
 
 from amp_image.builder import constraints
-from amp_image.builder.plan import (
-    BASE_OSES,
-    RELEASE_PYTHON,
-    AgentSource,
-    BuildOptions,
-    HostContext,
-    make_plan,
-)
+from amp_image.builder.compat import BASE_OSES, RELEASE_PYTHON
+from amp_image.builder.options import AgentSource, BuildOptions, HostContext
+from amp_image.builder.plan import make_plan
 from amp_image.cli import main
 from amp_image.errors import PlanError
 

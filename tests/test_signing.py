@@ -437,14 +437,14 @@ def test_build_checks_the_key_before_building(tmp_path):
 
 def test_build_publish_dir_signs(small_image, barbican, tmp_path, monkeypatch):
     """build --publish-dir --sign-key after a (stubbed: no DIB) build."""
-    from amp_image.builder import dib
-    from amp_image.cli import build as build_cli
+    from amp_image.builder import dib, host
+    from amp_image.builder import run as build_run
 
     built = tmp_path / "out" / "amp.qcow2"
     built.parent.mkdir()
     shutil.copyfile(small_image, built)
-    monkeypatch.setattr(build_cli, "stop_on_sigterm", lambda: None)
-    monkeypatch.setattr(build_cli.host, "check_tools", lambda: None)
+    monkeypatch.setattr(build_run, "stop_on_sigterm", lambda: None)
+    monkeypatch.setattr(host, "check_tools", lambda: None)
     seen_env = {}
 
     def fake_build(plan, **kw):

@@ -24,14 +24,10 @@ import diskimage_builder
 
 from amp_image import PACKAGE_DIR, events
 from amp_image.builder import binfmt, debootstrap_cache, host, layer_keys, layers, locks
+from amp_image.builder.environment import PACKAGE_PINS_FILE, ROOT_PASSWORD_HASH_FILE
 from amp_image.builder.layer_inputs import LayerKeyError, mirror_index_dates
 from amp_image.builder.leftovers import release_leftovers
-from amp_image.builder.plan import (
-    LAYER_CACHE_ELEMENT,
-    PACKAGE_PINS_FILE,
-    ROOT_PASSWORD_HASH_FILE,
-    BuildPlan,
-)
+from amp_image.builder.plan import LAYER_CACHE_ELEMENT, BuildPlan
 from amp_image.builder.process import ProcessTree, signals_deferred
 from amp_image.builder.progress import Progress, last_error
 from amp_image.builder.shims import install_shims

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from amp_image.builder.plan import HostContext
+from amp_image.builder.options import HostContext
 from amp_image.errors import HostError
 
 # Host tools disk-image-create needs for a Debian build; the package that

@@ -102,6 +102,15 @@ def _signal_all(pids: set[int], group: int, signum: int) -> None:
             os.kill(pid, signum)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (CI timeouts, systemd, kill) unwinds like Ctrl-C: every cleanup runs."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """A second Ctrl-C or SIGTERM while a build is stopped and cleaned up must not cut

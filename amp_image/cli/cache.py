@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from amp_image.builder import layers, locks
-from amp_image.builder.plan import DEFAULT_CACHE_DIR
+from amp_image.builder.options import DEFAULT_CACHE_DIR
 from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.builder.process import stop_on_sigterm
+from amp_image.cli.common import fail
 from amp_image.diff.compare import diff as compare_sides
 from amp_image.diff.files import diff_images, render_files
 from amp_image.diff.read import read_side

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from amp_image.cli.common import fail, stop_on_sigterm
+from amp_image.builder.process import stop_on_sigterm
+from amp_image.cli.common import fail
 from amp_image.cloud.glance import DEFAULT_TAG
 from amp_image.errors import AmpImageError
 from amp_image.publish import signing

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import shlex
 
-from amp_image.builder.plan import UEFI_ONLY_ARCHES
+from amp_image.builder.compat import UEFI_ONLY_ARCHES
 from amp_image.errors import PublishError
 from amp_image.image.inventory import ImageInventory
 

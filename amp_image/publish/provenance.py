@@ -34,8 +34,8 @@ from pathlib import Path
 
 from amp_image import version
 from amp_image.builder import dib
+from amp_image.builder.compat import ARCH_ALIASES, UEFI_ONLY_ARCHES
 from amp_image.builder.digests import tree_digest
-from amp_image.builder.plan import ARCH_ALIASES, UEFI_ONLY_ARCHES
 from amp_image.image.inventory import ImageInventory
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
