@@ -187,3 +187,40 @@ def _deps(element: Path) -> set[str]:
                 found.add(name)
                 queue.append(ELEMENTS / name)
     return found
+
+
+def test_an_elements_tests_feed_no_layer_key_nor_provenance_digest_and_its_hooks_do(tmp_path):
+    """On a copy of amp-image's elements and the default plan: an edited or new file
+    under an element's tests/ (or byte code) leaves both layer keys and the element's
+    digest (provenance's: tree_digest with element=True) as they were; an edited hook
+    before the save points changes all three."""
+    import shutil
+
+    from amp_image.builder import dib, layer_keys
+    from amp_image.builder.digests import tree_digest
+    from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+
+    copy = tmp_path / "elements"
+    shutil.copytree(ELEMENTS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plan = make_plan(BuildOptions(work_dir=tmp_path / "w", cache_dir=tmp_path / "c"),
+                     HostContext(), copy)
+
+    def state() -> tuple[str, str | None, str]:
+        keys = layer_keys.layer_keys(
+            elements=plan.elements, element_dirs=[copy, dib.dib_elements_dir()],
+            dib_version="3.43.0", env=plan.env, agent_source_kind="pypi", index_dates={})
+        return keys.packages, keys.agent, tree_digest(copy / "amphora-kernel", element=True)
+
+    before = state()
+    tests = copy / "amphora-kernel" / "tests"
+    tests.mkdir()
+    (tests / "test_kernel.py").write_text("def test_kernel():\n    pass\n")
+    (tests / "__pycache__").mkdir()
+    (tests / "__pycache__" / "test_kernel.cpython-313.pyc").write_bytes(b"\0")
+    for existing in (copy / "amphora-agent" / "tests").glob("test_*.py"):
+        existing.write_text(existing.read_text() + "\n# edited\n")
+    assert state() == before
+    hook = copy / "amphora-kernel" / "pre-install.d" / "06-initramfs-modules"
+    hook.write_text(hook.read_text() + "# edited\n")
+    after = state()
+    assert all(a != b for a, b in zip(after, before, strict=True)), (before, after)
