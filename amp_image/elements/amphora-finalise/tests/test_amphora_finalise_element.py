@@ -10,26 +10,6 @@ import pytest
 
 ELEMENT = Path(__file__).resolve().parent.parent
 
-
-def run(script: str, tmp_path: Path, stubs: dict[str, str] | None = None,
-        **env: str) -> subprocess.CompletedProcess:
-    """One of the element's scripts; each stub is a shell body that also logs its
-    command line to calls.log."""
-    stub_dir = tmp_path / "stub"
-    stub_dir.mkdir(exist_ok=True)
-    for name, body in (stubs or {}).items():
-        path = stub_dir / name
-        path.write_text(f'#!/bin/bash\necho "{name} $*" >> "{tmp_path}/calls.log"\n{body}\n')
-        path.chmod(0o755)
-    return subprocess.run(["bash", str(ELEMENT / script)], capture_output=True, text=True,
-                          env={"PATH": f"{stub_dir}:{os.environ['PATH']}", **env})
-
-
-def calls(tmp_path: Path) -> list[str]:
-    log = tmp_path / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
-
-
 DPKG_STATUS = """\
 gcc-14-base ii install ok installed
 libgcc-s1 ii install ok installed
@@ -50,9 +30,26 @@ def dpkg_query(status: str) -> str:
             f'  *) printf "%s\\n" "{by_package}" ;;\nesac')
 
 
+def run(script: str, tmp_path: Path, status: str = DPKG_STATUS,
+        distro: str = "debian") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """One of the element's scripts, and the package tools' calls it made: apt-get, dpkg
+    and dpkg-query are links to one stub that logs each call, dpkg-query answering from
+    status (dpkg-query -W's rows as NAME ABBREV WORDS)."""
+    stubs, log = tmp_path / "stub", tmp_path / "calls.log"
+    stubs.mkdir()
+    tool = stubs / "package-tool"
+    tool.write_text(f'#!/bin/bash\necho "${{0##*/}} $*" >> "{log}"\n'
+                    f'if [ "${{0##*/}}" = dpkg-query ]; then\n{dpkg_query(status)}\nfi\n')
+    tool.chmod(0o755)
+    for name in ("apt-get", "dpkg", "dpkg-query"):
+        (stubs / name).symlink_to(tool)
+    result = subprocess.run(["bash", str(ELEMENT / script)], capture_output=True, text=True,
+                            env={"PATH": f"{stubs}:{os.environ['PATH']}", "DISTRO_NAME": distro})
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
 def test_build_tools_left_fail_the_build(tmp_path):
-    result = run("finalise.d/98-check-no-build-tools", tmp_path,
-                 {"dpkg-query": dpkg_query(DPKG_STATUS)}, DISTRO_NAME="debian")
+    result, _ = run("finalise.d/98-check-no-build-tools", tmp_path)
     assert result.returncode == 1
     # Installed compilers and headers only: not runtime libraries, not removed packages.
     assert result.stderr == \
@@ -62,17 +59,14 @@ def test_build_tools_left_fail_the_build(tmp_path):
 def test_no_build_tools_passes(tmp_path):
     status = "".join(line + "\n" for line in DPKG_STATUS.splitlines()
                      if not line.startswith(("gcc-14 ", "libpython3.13-dev")))
-    result = run("finalise.d/98-check-no-build-tools", tmp_path,
-                 {"dpkg-query": dpkg_query(status)}, DISTRO_NAME="debian")
+    result, _ = run("finalise.d/98-check-no-build-tools", tmp_path, status)
     assert result.returncode == 0, result.stderr
 
 
 def test_removed_packages_are_purged_with_what_they_pulled_in(tmp_path):
-    stubs = {"apt-get": "", "dpkg": "", "dpkg-query": dpkg_query(DPKG_STATUS)}
-    result = run("finalise.d/10-purge-removed-packages", tmp_path, stubs,
-                 DISTRO_NAME="debian")
+    result, calls = run("finalise.d/10-purge-removed-packages", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert calls(tmp_path) == [
+    assert calls == [
         "apt-get -y autoremove --purge",
         "dpkg-query -W -f ${db:Status-Abbrev} ${binary:Package}\\n",
         "dpkg --purge python3-venv make",
@@ -82,7 +76,6 @@ def test_removed_packages_are_purged_with_what_they_pulled_in(tmp_path):
 @pytest.mark.parametrize("script", ["finalise.d/10-purge-removed-packages",
                                     "finalise.d/98-check-no-build-tools"])
 def test_dpkg_steps_refuse_other_distributions(tmp_path, script):
-    stubs = {name: "exit 0" for name in ("apt-get", "dpkg", "dpkg-query")}
-    result = run(script, tmp_path, stubs, DISTRO_NAME="centos", DIB_AMP_SLIM="1")
+    result, calls = run(script, tmp_path, distro="centos")
     assert result.returncode == 1
-    assert "centos" in result.stderr and calls(tmp_path) == []
+    assert "centos" in result.stderr and calls == []
