@@ -62,6 +62,8 @@ TABLE: dict[str, str | tuple[str, str]] = {
     "tests/test_faults.py": FAULTS,
     # Other images, each built and booted with `amp-image test`.
     "tests/test_boot_variants.py": VARIANTS,
+    # amp-image's elements built by a plain disk-image-create, then booted.
+    "tests/test_plain_dib.py": VARIANTS,
     # The default image booted once for the session: the checks, then the SR-IOV
     # scenario in the same VM.
     "tests/test_boot.py": BOOTED,

@@ -107,6 +107,7 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
     ("tests/test_diff.py", (), ("built_image",), OFFLINE),
     ("tests/test_layer_builds.py", ("image",), (), EXTRA_BUILDS),
     ("tests/test_boot_variants.py", ("image", "boot"), (), VARIANTS),
+    ("tests/test_plain_dib.py", ("image", "boot"), (), VARIANTS),
     ("tests/test_boot.py", ("boot",), ("amphora",), BOOTED),
     ("amp_image/verify/checks/test_amphora.py", ("boot",), ("amphora_host",), BOOTED),
     ("amp_image/verify/checks/test_sriov.py", ("boot",), ("amphora",), SRIOV),

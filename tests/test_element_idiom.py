@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import re
+import subprocess
 from pathlib import Path
 
 import diskimage_builder
@@ -145,3 +146,81 @@ def test_every_variable_of_an_element_is_in_its_readme():
                 wrong[f"{element.name}: {name}"] = names or "no block"
     assert checked > 20  # the scan finds the elements' variables
     assert not wrong, wrong
+
+
+def test_a_plain_dib_build_gets_amp_images_defaults(tmp_path):
+    """What the elements' environment.d files give a plain disk-image-create (sourced in
+    DIB's order, from an empty environment) is what amp-image's default plan sets, for
+    every element variable the plan sets but the host's inputs (the constraints file and
+    CA bundle, which tests/test_plain_dib.py passes as a DIB user would); and the EFI
+    partition is DIB's mounted one, as amp-image leaves it on a host that mounts vfat."""
+    from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+
+    plan = make_plan(BuildOptions(work_dir=tmp_path / "w", cache_dir=tmp_path / "c"),
+                     HostContext(), ELEMENTS)
+    members = {ELEMENTS / name for name in plan.elements} | {
+        ELEMENTS / dep for name in plan.elements if (ELEMENTS / name).is_dir()
+        for dep in _deps(ELEMENTS / name)}
+    sources = sorted((p for m in members for p in m.glob("environment.d/*")),
+                     key=lambda p: p.name)
+    script = "".join(f'. "{p}"\n' for p in sources) + "env -0\n"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"}, check=True)
+    defaults = dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+    host_inputs = {"DIB_AMP_AGENT_CONSTRAINTS", "DIB_AMP_CA_BUNDLE"}
+    own = {name for name in plan.env if name.startswith(("DIB_AMP_", "DIB_OCTAVIA_"))}
+    assert len(own - host_inputs) >= 5
+    differ = {name: (defaults.get(name), plan.env[name]) for name in own - host_inputs
+              if defaults.get(name) != plan.env[name]}
+    assert not differ, differ
+    assert defaults["DIB_AMP_ESP_STAGED"] == "0" and "DIB_AMP_ESP_STAGED" not in plan.env
+
+
+def _deps(element: Path) -> set[str]:
+    """The element's element-deps, and theirs, among amp-image's elements."""
+    found: set[str] = set()
+    queue = [element]
+    while queue:
+        deps = queue.pop() / "element-deps"
+        for name in deps.read_text().split() if deps.is_file() else ():
+            if name not in found and (ELEMENTS / name).is_dir():
+                found.add(name)
+                queue.append(ELEMENTS / name)
+    return found
+
+
+def test_an_elements_tests_feed_no_layer_key_nor_provenance_digest_and_its_hooks_do(tmp_path):
+    """On a copy of amp-image's elements and the default plan: an edited or new file
+    under an element's tests/ (or byte code) leaves both layer keys and the element's
+    digest (provenance's: tree_digest with element=True) as they were; an edited hook
+    before the save points changes all three."""
+    import shutil
+
+    from amp_image.builder import dib, layer_keys
+    from amp_image.builder.digests import tree_digest
+    from amp_image.builder.plan import BuildOptions, HostContext, make_plan
+
+    copy = tmp_path / "elements"
+    shutil.copytree(ELEMENTS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plan = make_plan(BuildOptions(work_dir=tmp_path / "w", cache_dir=tmp_path / "c"),
+                     HostContext(), copy)
+
+    def state() -> tuple[str, str | None, str]:
+        keys = layer_keys.layer_keys(
+            elements=plan.elements, element_dirs=[copy, dib.dib_elements_dir()],
+            dib_version="3.43.0", env=plan.env, agent_source_kind="pypi", index_dates={})
+        return keys.packages, keys.agent, tree_digest(copy / "amphora-kernel", element=True)
+
+    before = state()
+    tests = copy / "amphora-kernel" / "tests"
+    tests.mkdir()
+    (tests / "test_kernel.py").write_text("def test_kernel():\n    pass\n")
+    (tests / "__pycache__").mkdir()
+    (tests / "__pycache__" / "test_kernel.cpython-313.pyc").write_bytes(b"\0")
+    for existing in (copy / "amphora-agent" / "tests").glob("test_*.py"):
+        existing.write_text(existing.read_text() + "\n# edited\n")
+    assert state() == before
+    hook = copy / "amphora-kernel" / "pre-install.d" / "06-initramfs-modules"
+    hook.write_text(hook.read_text() + "# edited\n")
+    after = state()
+    assert all(a != b for a, b in zip(after, before, strict=True)), (before, after)

@@ -449,7 +449,7 @@ def test_real_plan_without_sshd_restores_the_default_layers(real_opts):
 
 
 @pytest.mark.parametrize("change", [
-    # amphora-base's pre-install.d/06-initramfs-modules writes them into the initramfs.
+    # amphora-kernel's pre-install.d/06-initramfs-modules writes them into the initramfs.
     {"vf_drivers": ("mlx5_core", "iavf")},
     {"use_nftables": False},  # nftables or iptables: a package
     {"sriov": False},  # sriov-vf-drivers' packages and environment.d
@@ -485,10 +485,11 @@ def test_where_the_real_elements_read_their_variables(real_opts):
                                  [AMP_ELEMENTS, dib.dib_elements_dir()])
     packages, agent = EarlyView(members, PACKAGES), EarlyView(members, AGENT)
     assert not packages.everything and not agent.everything
-    # amphora-base's pre-install.d/06-initramfs-modules; disk-image-create itself
+    # amphora-kernel's pre-install.d/06-initramfs-modules; disk-image-create itself
     for name in ("DIB_AMP_VF_DRIVERS", "DIB_AMP_SLIM", "DIB_RELEASE", "DIB_NO_TMPFS"):
         assert packages.reads(name), name
-    # root-passwd's and bootloader's post-install.d and finalise.d; amphora-base's finalise.d
+    # root-passwd's and bootloader's post-install.d and finalise.d; amphora-grub's finalise.d (its
+    # environment.d only defaults it, which is no read)
     for name in ("DIB_AMP_ROOT_PASSWORD_SSH", "DIB_GRUB_TIMEOUT", "DIB_AMP_ESP_STAGED"):
         assert not agent.reads(name), name
     # the agent's install.d/75, between the save points

@@ -13,8 +13,8 @@ ELEMENT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"
 
 
-def test_amphora_base_records_the_package_indexes(tmp_path):
-    """amphora-base's record script, run on a fake root (AMP_IMAGE_ROOT) as DIB runs it
+def test_amphora_record_records_the_package_indexes(tmp_path):
+    """amphora-record's script, run on a fake root (AMP_IMAGE_ROOT) as DIB runs it
     in the chroot, before debootstrap's cleanup removes apt's lists."""
     root, manifests = tmp_path / "root", tmp_path / "manifests"
     lists = root / "var/lib/apt/lists"

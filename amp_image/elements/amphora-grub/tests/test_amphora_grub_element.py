@@ -1,5 +1,5 @@
-"""amphora-base's scripts without a build: run against a scratch root
-(AMP_IMAGE_ROOT) or with the package tools stubbed."""
+"""amphora-grub's scripts without a build: run against a scratch root
+(AMP_IMAGE_ROOT) with GRUB's tools stubbed."""
 
 from __future__ import annotations
 
@@ -67,87 +67,6 @@ def test_grub_reference_to_a_loop_device_left_fails_the_build(tmp_path):
         "amphora-base: /boot/grub/grub.cfg still refers to build-host loop devices\n"
 
 
-DPKG_STATUS = """\
-gcc-14-base ii install ok installed
-libgcc-s1 ii install ok installed
-python3 ii install ok installed
-python3-venv rc deinstall ok config-files
-gcc-14 ii install ok installed
-libpython3.13-dev ii install ok installed
-make rc deinstall ok config-files
-"""
-
-
-def dpkg_query(status: str) -> str:
-    """dpkg-query -W, answering both formats the element's scripts ask for."""
-    rows = [line.split(" ", 2) for line in status.splitlines()]
-    by_status = "\n".join(f"{abbrev} {name}" for name, abbrev, _ in rows)
-    by_package = "\n".join(f"{name} {words}" for name, _, words in rows)
-    return (f'case "$*" in\n  *Status-Abbrev*) printf "%s\\n" "{by_status}" ;;\n'
-            f'  *) printf "%s\\n" "{by_package}" ;;\nesac')
-
-
-def test_build_tools_left_fail_the_build(tmp_path):
-    result = run("finalise.d/98-check-no-build-tools", tmp_path,
-                 {"dpkg-query": dpkg_query(DPKG_STATUS)}, DISTRO_NAME="debian")
-    assert result.returncode == 1
-    # Installed compilers and headers only: not runtime libraries, not removed packages.
-    assert result.stderr == \
-        "amphora-base: build-only packages left in the image: gcc-14 libpython3.13-dev \n"
-
-
-def test_no_build_tools_passes(tmp_path):
-    status = "".join(line + "\n" for line in DPKG_STATUS.splitlines()
-                     if not line.startswith(("gcc-14 ", "libpython3.13-dev")))
-    result = run("finalise.d/98-check-no-build-tools", tmp_path,
-                 {"dpkg-query": dpkg_query(status)}, DISTRO_NAME="debian")
-    assert result.returncode == 0, result.stderr
-
-
-def test_removed_packages_are_purged_with_what_they_pulled_in(tmp_path):
-    stubs = {"apt-get": "", "dpkg": "", "dpkg-query": dpkg_query(DPKG_STATUS)}
-    result = run("finalise.d/10-purge-removed-packages", tmp_path, stubs,
-                 DISTRO_NAME="debian")
-    assert result.returncode == 0, result.stderr
-    assert calls(tmp_path) == [
-        "apt-get -y autoremove --purge",
-        "dpkg-query -W -f ${db:Status-Abbrev} ${binary:Package}\\n",
-        "dpkg --purge python3-venv make",
-    ]
-
-
-@pytest.mark.parametrize("script", ["finalise.d/10-purge-removed-packages",
-                                    "finalise.d/98-check-no-build-tools",
-                                    "pre-install.d/05-dpkg-path-excludes"])
-def test_dpkg_steps_refuse_other_distributions(tmp_path, script):
-    stubs = {name: "exit 0" for name in ("apt-get", "dpkg", "dpkg-query")}
-    result = run(script, tmp_path, stubs, DISTRO_NAME="centos", DIB_AMP_SLIM="1")
-    assert result.returncode == 1
-    assert "centos" in result.stderr and calls(tmp_path) == []
-
-
-def test_the_builds_iscsi_name_and_ldconfig_cache_go(tmp_path):
-    root = tmp_path / "root"
-    (root / "etc/iscsi").mkdir(parents=True)
-    (root / "var/cache/ldconfig").mkdir(parents=True)
-    (root / "etc/iscsi/initiatorname.iscsi").write_text(
-        "InitiatorName=iqn.1993-08.org.debian:01:9d0cea5a380\n")
-    (root / "var/cache/ldconfig/aux-cache").write_bytes(b"\0")
-    result = run("finalise.d/92-no-per-build-state", tmp_path, AMP_IMAGE_ROOT=str(root))
-    assert result.returncode == 0, result.stderr
-    name = (root / "etc/iscsi/initiatorname.iscsi").read_text()
-    assert "GenerateName=yes" in name and "InitiatorName=" not in name
-    assert not (root / "var/cache/ldconfig/aux-cache").exists()
-
-
-def test_without_open_iscsi_there_is_no_name_to_write(tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
-    result = run("finalise.d/92-no-per-build-state", tmp_path, AMP_IMAGE_ROOT=str(root))
-    assert result.returncode == 0, result.stderr
-    assert not (root / "etc/iscsi").exists()
-
-
 # --- finalise.d/49: GRUB's EFI image on a staged EFI partition (no vfat on the host) ---
 
 STAGED_ESP = {"ARCH": "arm64", "DIB_AMP_ESP_STAGED": "1", "DIB_BLOCK_DEVICE": "efi",
@@ -197,14 +116,18 @@ def test_a_mounted_esp_is_left_to_grub_install(tmp_path, unset):
     assert calls(tmp_path) == [] and not (tmp_path / "root").exists()
 
 
-def test_first_boot_update_stamps_carry_the_time_of_usr(tmp_path):
-    root = tmp_path / "root"
-    for d in ("usr", "etc", "var"):
-        (root / d).mkdir(parents=True)
-    os.utime(root / "usr", ns=(1_764_000_000_123_456_789, 1_764_000_000_123_456_789))
-    result = run("finalise.d/93-first-boot-updates-done", tmp_path, AMP_IMAGE_ROOT=str(root))
+@pytest.mark.parametrize(("given", "kept"), [({}, "0"), ({"DIB_AMP_ESP_STAGED": "1"}, "1")])
+def test_the_esp_is_mounted_unless_amp_image_says_it_is_staged(tmp_path, given, kept):
+    """A plain DIB build gets the default amp-image builds with on a host that mounts
+    vfat, and the hook then leaves the EFI partition to grub-install."""
+    defaults = ELEMENT / "environment.d" / "16-amphora-grub.bash"
+    hook = ELEMENT / "finalise.d" / "49-efi-grub-on-a-staged-esp"
+    env = {k: v for k, v in STAGED_ESP.items() if k != "DIB_AMP_ESP_STAGED"}
+    result = subprocess.run(
+        ["bash", "-c", f'. "{defaults}" && echo "$DIB_AMP_ESP_STAGED" && '
+                 f'{{ [ "$DIB_AMP_ESP_STAGED" = 1 ] || bash "{hook}"; }}'],
+        capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env, **given,
+                                             "AMP_IMAGE_ROOT": str(tmp_path / "root")})
     assert result.returncode == 0, result.stderr
-    for d in ("etc", "var"):
-        stamp = root / d / ".updated"
-        assert stamp.stat().st_mtime_ns == 1_764_000_000_123_456_789
-        assert "TIMESTAMP_NSEC=1764000000123456789\n" in stamp.read_text()
+    assert result.stdout.splitlines() == [kept]
+    assert not (tmp_path / "root").exists()  # not staged: the hook made nothing
