@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pycdlib
 import pytest
+import test_conformance as conformance_suite
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -231,3 +232,18 @@ def test_pki_rogue_client_refused(tmp_path):
     assert refused.verify_message in ("unable to get local issuer certificate",
                                       "certificate signature failure"), refused
     assert not [e for e in client_errors if isinstance(e, ssl.SSLCertVerificationError)]
+
+
+def test_scenario_count_follows_the_modules(tmp_path):
+    """tests/test_conformance.py reads the number of conformance scenarios from the
+    modules: each test function once per parametrized case, helpers not at all."""
+    module = tmp_path / "test_example.py"
+    module.write_text("import pytest\n\n"
+                      "def test_one():\n    pass\n\n"
+                      "@pytest.mark.parametrize('a', [1, 2, 3])\n"
+                      "def test_three(a):\n    pass\n\n"
+                      "def helper():\n    pass\n")
+    assert conformance_suite.scenarios_in(module) == 4
+    assert all(conformance_suite.scenarios_in(conformance_suite.SUITE / m) > 0
+               for m in conformance_suite.DEFAULT_MODULES)
+

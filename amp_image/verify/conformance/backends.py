@@ -3,7 +3,9 @@
 Every member runs an HTTP server (port 80), a TLS server speaking HTTP (443:
 HTTPS passthrough and TLS-HELLO monitors see the member's own certificate)
 and a UDP echo server (5353).  Each answer names the member, so the client
-side can tell which backend the load balancer picked.
+side can tell which backend the load balancer picked; an HTTP answer also echoes
+the request's X- headers, sets an application session cookie, and comes late
+for /slow/SECONDS.
 """
 
 from __future__ import annotations
@@ -13,22 +15,31 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HTTP_PORT = 80
 TLS_PORT = 443
 UDP_PORT = 5353
+APP_COOKIE = "JSESSIONID"
+SLOW_PATH = "/slow/"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     member = "?"
 
     def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
-        body = f"{self.member} {self.path}\n".encode()
+        if self.path.startswith(SLOW_PATH):  # /slow/SECONDS: answer late
+            time.sleep(float(self.path.removeprefix(SLOW_PATH)))
+        echoed = "".join(f"{name.lower()}: {value}\n" for name, value in self.headers.items()
+                         if name.lower().startswith("x-"))
+        body = f"{self.member} {self.path}\n{echoed}".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
+        # The application's own session cookie (what APP_COOKIE persistence follows).
+        self.send_header("Set-Cookie", f"{APP_COOKIE}={self.member}-session")
         self.end_headers()
         self.wfile.write(body)
 

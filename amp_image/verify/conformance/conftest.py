@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,12 @@ import pytest
 
 from amp_image.verify import import_audit
 from amp_image.verify.boottest import booted_amphora
-from amp_image.verify.checks.plugin import image_under_test
+from amp_image.verify.checks.plugin import flavor_option, image_under_test
 from amp_image.verify.conformance import backends as backend_servers
 from amp_image.verify.conformance import controller, network
 from amp_image.verify.conformance.heartbeats import HeartbeatReceiver
 from amp_image.verify.pki import ThrowawayPKI
-from amp_image.verify.vm import Nic
+from amp_image.verify.vm import Flavor, Nic
 
 AGENT_PORT = 9443
 HEARTBEAT_INTERVAL = 2
@@ -100,30 +101,44 @@ def heartbeats():
     receiver.stop()
 
 
-@pytest.fixture(scope="module")
-def vm_nics(segments) -> list[Nic]:
-    """The VM's VIP and member NICs: ordinary (virtio) ports; a module may override."""
+def ordinary_nics() -> list[Nic]:
+    """The VM's VIP and member NICs as ordinary (virtio) ports."""
     return [network.VIP_SEGMENT.tap("tap-vip0", network.VIP_MAC),
             network.MEMBER_SEGMENT.tap("tap-mbr0", network.MEMBER_MAC)]
 
 
-@pytest.fixture(scope="module")
-def amphora(request, vm_nics):
-    """One VM per scenario module, gone (with its taps) before the next module boots."""
+@contextmanager
+def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
+                flavor: Flavor | None = None):
+    """A booted amphora on these NICs, gone (with its taps) when the block ends."""
     config = request.config
     workdir = config.getoption("--amp-workdir")
     try:
         with booted_amphora(image_under_test(config),
-                            workdir=Path(workdir) / request.module.__name__ if workdir else None,
+                            workdir=Path(workdir) / name if workdir else None,
                             accel=config.getoption("--amp-accel"),
-                            boot=config.getoption("--amp-boot"), extra_nics=vm_nics,
+                            boot=config.getoption("--amp-boot"), extra_nics=nics,
+                            flavor=flavor or flavor_option(config),
                             host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
             yield booted
-            record_venv_reads(config, booted, request.module.__name__)
+            record_venv_reads(config, booted, name)
     finally:
         request.config.stash[HOST_KEY] = None
-        for nic in vm_nics:
+        for nic in nics:
             network.delete_link(network.tap_name(nic))
+
+
+@pytest.fixture(scope="session")
+def amphora(request, segments):
+    """The amphora on ordinary ports, booted once and shared, in this order, by
+    test_conformance.py (its VIP and member plugs, then every listener, deleted at
+    its end) and test_matrix.py (listeners of its own on the same plugs, left to go
+    with the VM: a module added after it starts from them).  Modules that need
+    another VM (the SR-IOV VIP, ACTIVE_STANDBY's pair) override this fixture and run
+    first (amp-image test --conformance orders them), so two VMs never share the two
+    cores."""
+    with own_amphora(request, ordinary_nics(), "ordinary-ports") as booted:
+        yield booted
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +165,22 @@ class Octavia:
         return self.topology.lb
 
 
-@pytest.fixture(scope="module")
-def octavia(amphora, heartbeats, tmp_path_factory) -> Octavia:
+def make_octavia(amphora, heartbeats, cert_dir: Path) -> Octavia:
+    """The controller's driver and client, configured for this amphora's PKI."""
     controller.configure(client_pem=amphora.client_files["client"],
                          ca_pem=amphora.client_files["ca"], agent_port=AGENT_PORT,
-                         cert_dir=tmp_path_factory.mktemp("cert-manager"))
+                         cert_dir=cert_dir)
     controller.CONF.set_override("controller_ip_port_list", [heartbeats.controller],
                                  "health_manager")
     controller.CONF.set_override("heartbeat_interval", HEARTBEAT_INTERVAL, "health_manager")
     return Octavia(controller.driver(), controller.api_client(),
                    controller.make_topology(amphora.amphora_id))
+
+
+@pytest.fixture(scope="session")
+def octavia(amphora, heartbeats, tmp_path_factory) -> Octavia:
+    """The shared amphora's controller and load balancer (one, as in a cloud)."""
+    return make_octavia(amphora, heartbeats, tmp_path_factory.mktemp("cert-manager"))
 
 
 # --- reporting ---------------------------------------------------------------------

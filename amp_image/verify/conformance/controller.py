@@ -138,22 +138,33 @@ def health_monitor(pool_id: str, kind: str, **kw) -> models.HealthMonitor:
 
 
 def pool(topology: Topology, protocol: str, member_port_number: int,
-         monitor: str | None = None, **monitor_kw) -> models.Pool:
+         monitor: str | None = None, *, algorithm: str = consts.LB_ALGORITHM_ROUND_ROBIN,
+         persistence: dict | None = None, members: dict[str, dict] | None = None,
+         **monitor_kw) -> models.Pool:
+    """A pool of the backends, by name: members maps each chosen backend to its Member
+    options (weight, backup, monitor_address, ...); default both, weight 1.
+    persistence: the SessionPersistence's options (type, cookie_name, ...)."""
     pool_id = new_id()
-    members = [models.Member(id=new_id(), project_id=PROJECT, pool_id=pool_id, ip_address=address,
-                             protocol_port=member_port_number, weight=1, backup=False,
-                             enabled=True, subnet_id=topology.member_subnet.id,
-                             operating_status=consts.NO_MONITOR,
-                             provisioning_status=consts.ACTIVE)
-               for address in network.BACKENDS.values()]
+    chosen = members if members is not None else {name: {} for name in network.BACKENDS}
+    new_members = [models.Member(id=new_id(), project_id=PROJECT, pool_id=pool_id,
+                                 ip_address=network.BACKENDS[name],
+                                 protocol_port=member_port_number,
+                                 subnet_id=topology.member_subnet.id,
+                                 operating_status=consts.NO_MONITOR,
+                                 provisioning_status=consts.ACTIVE,
+                                 **({"weight": 1, "backup": False, "enabled": True} | options))
+                   for name, options in chosen.items()]
     new = models.Pool(id=pool_id, project_id=PROJECT, protocol=protocol,
-                      lb_algorithm=consts.LB_ALGORITHM_ROUND_ROBIN, enabled=True,
-                      members=members, load_balancer=topology.lb,
+                      lb_algorithm=algorithm, enabled=True,
+                      members=new_members, load_balancer=topology.lb,
                       load_balancer_id=topology.lb.id, listeners=[], l7policies=[],
                       provisioning_status=consts.ACTIVE, operating_status=consts.ONLINE,
                       tls_enabled=False)
-    for member in members:
+    for member in new_members:
         member.pool = new
+    if persistence:
+        new.session_persistence = models.SessionPersistence(pool_id=pool_id, pool=new,
+                                                            **persistence)
     if monitor:
         new.health_monitor = health_monitor(pool_id, monitor, **monitor_kw)
         new.health_monitor.pool = new
@@ -169,24 +180,54 @@ def listener(topology: Topology, protocol: str, port: int, default_pool: models.
                           default_pool_id=default_pool.id if default_pool else None,
                           pools=[default_pool] if default_pool else [], l7policies=[],
                           enabled=True, provisioning_status=consts.ACTIVE,
-                          operating_status=consts.ONLINE, insert_headers={},
-                          sni_containers=[], allowed_cidrs=[], **kw)
+                          operating_status=consts.ONLINE,
+                          **({"insert_headers": {}, "sni_containers": [], "allowed_cidrs": []}
+                             | kw))
     if default_pool:
         default_pool.listeners.append(new)
     topology.lb.listeners.append(new)
     return new
 
 
+def l7policy(new_listener: models.Listener, action: str, rules: list[dict], *,
+             position: int, **kw) -> models.L7Policy:
+    """An L7 policy with its rules (each a dict of L7Rule options: type, compare_type,
+    value, key, invert); kw: redirect_pool, redirect_url, redirect_prefix, ..."""
+    if "redirect_pool" in kw:
+        kw["redirect_pool_id"] = kw["redirect_pool"].id
+    policy = models.L7Policy(id=new_id(), listener_id=new_listener.id, listener=new_listener,
+                             action=action, position=position, enabled=True,
+                             provisioning_status=consts.ACTIVE, l7rules=[], **kw)
+    for rule in rules:
+        policy.l7rules.append(models.L7Rule(
+            id=new_id(), l7policy_id=policy.id, l7policy=policy, enabled=True,
+            provisioning_status=consts.ACTIVE, **({"invert": False} | rule)))
+    new_listener.l7policies.append(policy)
+    target = kw.get("redirect_pool")
+    if target is not None:
+        target.l7policies.append(policy)
+        if target not in new_listener.pools:  # the listener renders a backend per pool
+            new_listener.pools.append(target)
+            target.listeners.append(new_listener)
+    return policy
+
+
 def redirect_policy(new_listener: models.Listener, path_prefix: str, url: str
                     ) -> models.L7Policy:
-    policy = models.L7Policy(id=new_id(), listener_id=new_listener.id, listener=new_listener,
-                             action=consts.L7POLICY_ACTION_REDIRECT_TO_URL, redirect_url=url,
-                             redirect_http_code=302, position=1, enabled=True,
-                             provisioning_status=consts.ACTIVE, l7rules=[])
-    rule = models.L7Rule(id=new_id(), l7policy_id=policy.id, l7policy=policy,
-                         type=consts.L7RULE_TYPE_PATH,
-                         compare_type=consts.L7RULE_COMPARE_TYPE_STARTS_WITH, value=path_prefix,
-                         invert=False, enabled=True, provisioning_status=consts.ACTIVE)
-    policy.l7rules.append(rule)
-    new_listener.l7policies.append(policy)
-    return policy
+    return l7policy(new_listener, consts.L7POLICY_ACTION_REDIRECT_TO_URL,
+                    [{"type": consts.L7RULE_TYPE_PATH,
+                      "compare_type": consts.L7RULE_COMPARE_TYPE_STARTS_WITH,
+                      "value": path_prefix}],
+                    position=1, redirect_url=url, redirect_http_code=302)
+
+
+def delete_listeners(driver, lb: models.LoadBalancer) -> None:
+    """Every listener of the load balancer deleted through the driver, LVS ones first:
+    each haproxy listener delete re-uploads every LVS configuration left."""
+    for gone in sorted(lb.listeners, key=lambda li: li.protocol not in consts.LVS_PROTOCOLS):
+        driver.delete(gone)
+        if gone in lb.listeners:
+            # The driver drops haproxy listeners from the LB itself; an LVS listener
+            # leaves the controller's database when its delete flow ends.
+            lb.listeners.remove(gone)
+

@@ -94,3 +94,14 @@ def member_status(message: dict, pool_id: str, member_id: str) -> str | None:
         if key.split(":", 1)[0] == pool_id:
             return pool.get("members", {}).get(member_id)
     return None
+
+
+HEALTH_TIMEOUT = 90
+
+
+def wait_member(heartbeats: HeartbeatReceiver, pool, member_index: int, want: str) -> None:
+    """Until a heartbeat reports the pool's member (by index) as want (UP, DOWN, ...)."""
+    member = pool.members[member_index]
+    heartbeats.wait_for(lambda m: member_status(m, pool.id, member.id) == want,
+                        HEALTH_TIMEOUT, f"member {member.ip_address} of pool {pool.id} {want}")
+

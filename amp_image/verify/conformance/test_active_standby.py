@@ -25,8 +25,7 @@ from amp_image.poll import PollTimeout, poll_until
 from amp_image.verify.boottest import booted_amphora
 from amp_image.verify.checks.plugin import image_under_test
 from amp_image.verify.conformance import controller, network
-from amp_image.verify.conformance.conftest import AGENT_PORT, Octavia, record_venv_reads
-from amp_image.verify.conformance.test_conformance import (
+from amp_image.verify.conformance.clients import (
     MEMBER_A,
     MEMBER_B,
     NS,
@@ -34,6 +33,7 @@ from amp_image.verify.conformance.test_conformance import (
     members_answering,
     wait_until,
 )
+from amp_image.verify.conformance.conftest import AGENT_PORT, Octavia, record_venv_reads
 
 ROLES = (("MASTER", consts.ROLE_MASTER, 100, "127.0.0.2", "10.0.3.11", "10.0.4.21"),
          ("BACKUP", consts.ROLE_BACKUP, 90, "127.0.0.3", "10.0.3.12", "10.0.4.22"))

@@ -27,21 +27,28 @@ from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
 from octavia_lib.common import constants as lib_consts
 
-from amp_image.poll import PollTimeout, poll_until
 from amp_image.verify.certs.check import check_client
 from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller, network
-from amp_image.verify.conformance.heartbeats import member_status
+from amp_image.verify.conformance.clients import (
+    MEMBER_A,
+    MEMBER_B,
+    NS,
+    der,
+    http_get,
+    members_answering,
+    peer_certificate,
+    refused,
+    wait_until,
+)
+from amp_image.verify.conformance.heartbeats import member_status, wait_member
 from amp_image.verify.guide_pki import make_guide_pki
 from amp_image.verify.pki import ThrowawayPKI
 
-NS = "ip netns exec amphora-haproxy"
 LISTENER_CN = "lb.conformance.example"
 REDIRECT = "http://redirect.conformance.example/"
 CONNECTION_LIMIT = 3
-MEMBER_A, MEMBER_B = network.BACKENDS
-HEALTH_TIMEOUT = 90
 
 # port -> (listener protocol, pool protocol, member port, health monitor type)
 LISTENERS = {
@@ -93,55 +100,6 @@ def lb(octavia, listener_pki):
         pools[port] = pool
     controller.redirect_policy(listeners[LIMITED_PORT], "/old", REDIRECT)
     return {"listeners": listeners, "pools": pools}
-
-
-# --- clients -----------------------------------------------------------------------
-
-def http_get(port: int, path: str = "/", timeout: float = 5, tls: ssl.SSLContext | None = None,
-             server_name: str | None = None) -> tuple[int, dict[str, str], str]:
-    """A GET to the VIP: (status, headers, body); raises OSError when nothing answers."""
-    with socket.create_connection((network.VIP, port), timeout=timeout) as raw:
-        conn = tls.wrap_socket(raw, server_hostname=server_name) if tls else raw
-        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: vip\r\n\r\n".encode())
-        data = b""
-        while chunk := conn.recv(4096):
-            data += chunk
-    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
-    lines = head.split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), headers, body
-
-
-def members_answering(port: int, tries: int = 6, **kw) -> set[str]:
-    seen = set()
-    for _ in range(tries):
-        status, _, body = http_get(port, **kw)
-        assert status == 200, body
-        seen.add(body.split()[0])
-    return seen
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 1.0):
-    try:
-        # Not there yet: no answer, an error page, a cut reply: poll on.
-        return poll_until(check, timeout=timeout, interval=interval,
-                          retry_on=(OSError, AssertionError, ValueError, IndexError))
-    except PollTimeout as late:
-        raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {late.last!r})") \
-            from None
-
-
-def peer_certificate(port: int, server_name: str | None = None) -> bytes:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((network.VIP, port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=server_name) as conn:
-        return conn.getpeercert(binary_form=True)
-
-
-def der(pem_cert: bytes) -> bytes:
-    return ssl.PEM_cert_to_DER_cert(pem_cert.decode())
 
 
 # --- the agent and its heartbeats --------------------------------------------------
@@ -281,21 +239,15 @@ def test_prometheus_listener_scrape(lb):
 
 # --- health monitors ---------------------------------------------------------------
 
-def _wait_member(heartbeats, pool, member_index: int, want: str) -> None:
-    member = pool.members[member_index]
-    heartbeats.wait_for(lambda m: member_status(m, pool.id, member.id) == want,
-                        HEALTH_TIMEOUT, f"member {member.ip_address} of pool {pool.id} {want}")
-
-
 def _down_and_up(heartbeats, pool, stop, start) -> None:
-    _wait_member(heartbeats, pool, 0, "UP")
+    wait_member(heartbeats, pool, 0, "UP")
     stop()
     try:
-        _wait_member(heartbeats, pool, 0, "DOWN")
+        wait_member(heartbeats, pool, 0, "DOWN")
         assert member_status(heartbeats.latest(), pool.id, pool.members[1].id) == "UP"
     finally:
         start()
-    _wait_member(heartbeats, pool, 0, "UP")
+    wait_member(heartbeats, pool, 0, "UP")
 
 
 @pytest.mark.parametrize("port,service", [(80, "http"), (81, "http"), (443, "tls"),
@@ -364,16 +316,8 @@ def test_reload_keeps_serving(octavia, lb, amphora_host):
 def test_listener_delete(octavia, lb):
     """Listener delete (driver delete): its port closes, the others keep serving."""
     octavia.driver.delete(lb["listeners"][81])
-    wait_until(lambda: _refused(81), 30, "port 81 closed")
+    wait_until(lambda: refused(81), 30, "port 81 closed")
     assert members_answering(80) == {MEMBER_A, MEMBER_B}
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection((network.VIP, port), timeout=3).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 # --- certificates --------------------------------------------------------------------
@@ -397,15 +341,7 @@ def test_server_certificate_rotation(octavia, amphora):
 
 def test_last_listeners_deleted(octavia, lb, amphora_host):
     """Load balancer teardown: deleting every listener stops haproxy and LVS."""
-    remaining = [listener for port, listener in lb["listeners"].items() if port != 81]
-    # LVS listeners first: each haproxy listener delete re-uploads every LVS config left.
-    remaining.sort(key=lambda listener: listener.protocol not in consts.LVS_PROTOCOLS)
-    for listener in remaining:
-        octavia.driver.delete(listener)
-        if listener in octavia.lb.listeners:
-            # The driver drops haproxy listeners from the LB itself; an LVS listener
-            # leaves the controller's database when its delete flow ends.
-            octavia.lb.listeners.remove(listener)
+    controller.delete_listeners(octavia.driver, octavia.lb)
     unit = amphora_host.service(f"haproxy-{octavia.lb.id}")
     wait_until(lambda: not unit.is_running, 60, "haproxy stopped")
     assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")

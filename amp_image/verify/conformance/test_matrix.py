@@ -1,0 +1,377 @@
+"""Octavia's scenario matrix on the shared amphora: what octavia-tempest-plugin's
+scenario tests (test_pool, test_member, test_healthmonitor, test_l7policy,
+test_l7rule, test_traffic_ops) ask of an amphora beyond test_conformance.py.
+
+Runs after test_conformance.py on the same VM (its VIP and member plugs; see
+conftest.py's ``amphora``), with listeners of its own.  It is the last module on that
+VM, so its listeners go with the VM: deleting them one by one through the driver
+(test_conformance.py proves that) took 223 s here at 1 vCPU.  Everything goes
+through Octavia's driver with ``data_models`` objects, and every claim is seen in
+real traffic from the VIP bridge or in the amphora's heartbeats:
+
+- session persistence SOURCE_IP, HTTP_COOKIE and APP_COOKIE, and SOURCE_IP for UDP;
+- the algorithms SOURCE_IP and LEAST_CONNECTIONS, member weights, backup members,
+  and an alternate monitor address and port;
+- insert_headers (X-Forwarded-For/Port/Proto) and the listener's timeouts;
+- L7 rules HOST_NAME, PATH, FILE_TYPE, HEADER and COOKIE (one inverted, two in one
+  policy) with the actions REJECT, REDIRECT_PREFIX and REDIRECT_TO_POOL;
+- TCP and UDP listeners on the same port number.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+from octavia.common import constants as consts
+
+from amp_image.verify.conformance import backends as servers
+from amp_image.verify.conformance import controller, network
+from amp_image.verify.conformance.clients import (
+    MEMBER_A,
+    MEMBER_B,
+    NS,
+    http_get,
+    members_answering,
+    wait_until,
+)
+from amp_image.verify.conformance.heartbeats import wait_member
+from amp_image.verify.conformance.test_conformance import plug_vip
+
+HTTP, TCP, UDP = consts.PROTOCOL_HTTP, consts.PROTOCOL_TCP, consts.PROTOCOL_UDP
+SOURCE_IP, HTTP_COOKIE, APP_COOKIE = (consts.SESSION_PERSISTENCE_SOURCE_IP,
+                                      consts.SESSION_PERSISTENCE_HTTP_COOKIE,
+                                      consts.SESSION_PERSISTENCE_APP_COOKIE)
+PORTS = {"source-ip-persistence": 80, "http-cookie": 81, "app-cookie": 82,
+         "source-ip-algorithm": 83, "least-connections": 84, "weights": 85, "backup": 86,
+         "monitor-address": 87, "headers": 88, "timeouts": 89, "l7": 90,
+         "same-port": 5354, "udp-persistence": 5355}
+# Client addresses on the VIP bridge besides the gateway (SOURCE_IP hashing).
+CLIENTS = [f"10.0.3.{host}" for host in range(100, 116)]
+CLOSED_PORT = 8  # nothing listens there on the members
+TIMEOUTS = {"timeout_client_data": 2000, "timeout_member_connect": 1000,
+            "timeout_member_data": 1500, "timeout_tcp_inspect": 500}
+MONITOR = {"delay": 1, "timeout": 1}
+UDP_MONITOR = {"delay": 3, "timeout": 3}  # see test_conformance.py's lb fixture
+
+
+def _http_listener(topology, port: int, pool, **kw):
+    return controller.listener(topology, HTTP, port, pool, **kw)
+
+
+def _l7_policies(topology, listener) -> None:
+    only_a = controller.pool(topology, HTTP, servers.HTTP_PORT, members={MEMBER_A: {}})
+    only_b = controller.pool(topology, HTTP, servers.HTTP_PORT, members={MEMBER_B: {}})
+    rule = controller.l7policy
+    starts, equal = consts.L7RULE_COMPARE_TYPE_STARTS_WITH, consts.L7RULE_COMPARE_TYPE_EQUAL_TO
+    rule(listener, consts.L7POLICY_ACTION_REJECT, [
+        {"type": consts.L7RULE_TYPE_PATH, "compare_type": starts, "value": "/private"},
+        {"type": consts.L7RULE_TYPE_HEADER, "compare_type": equal, "key": "X-Token",
+         "value": "secret", "invert": True}], position=1)
+    rule(listener, consts.L7POLICY_ACTION_REDIRECT_PREFIX, [
+        {"type": consts.L7RULE_TYPE_PATH, "compare_type": starts, "value": "/legacy"}],
+        position=2, redirect_prefix="https://new.example", redirect_http_code=301)
+    rule(listener, consts.L7POLICY_ACTION_REDIRECT_TO_POOL, [
+        {"type": consts.L7RULE_TYPE_HOST_NAME, "compare_type": equal,
+         "value": "b.example"}], position=3, redirect_pool=only_b)
+    rule(listener, consts.L7POLICY_ACTION_REDIRECT_TO_POOL, [
+        {"type": consts.L7RULE_TYPE_FILE_TYPE, "compare_type": equal, "value": "png"}],
+        position=4, redirect_pool=only_a)
+    rule(listener, consts.L7POLICY_ACTION_REDIRECT_TO_POOL, [
+        {"type": consts.L7RULE_TYPE_COOKIE, "compare_type": equal, "key": "tier",
+         "value": "gold"}], position=5, redirect_pool=only_b)
+    rule(listener, consts.L7POLICY_ACTION_REDIRECT_TO_POOL, [
+        {"type": consts.L7RULE_TYPE_HEADER, "compare_type": consts.L7RULE_COMPARE_TYPE_REGEX,
+         "key": "X-Tenant", "value": "^blue-"}], position=6, redirect_pool=only_a)
+
+
+def _make_listeners(topology) -> dict[str, object]:
+    """The matrix's listeners, by name; each default pool holds both members unless
+    said otherwise."""
+    pool = controller.pool
+    web = servers.HTTP_PORT
+    made = {
+        "source-ip-persistence": pool(topology, HTTP, web, persistence={"type": SOURCE_IP}),
+        "http-cookie": pool(topology, HTTP, web, persistence={"type": HTTP_COOKIE}),
+        "app-cookie": pool(topology, HTTP, web, persistence={
+            "type": APP_COOKIE, "cookie_name": servers.APP_COOKIE}),
+        "source-ip-algorithm": pool(topology, HTTP, web, algorithm=consts.LB_ALGORITHM_SOURCE_IP),
+        "least-connections": pool(topology, HTTP, web,
+                                  algorithm=consts.LB_ALGORITHM_LEAST_CONNECTIONS),
+        "weights": pool(topology, HTTP, web, members={MEMBER_A: {"weight": 3},
+                                                      MEMBER_B: {"weight": 1}}),
+        "backup": pool(topology, HTTP, web, consts.HEALTH_MONITOR_HTTP,
+                       members={MEMBER_A: {}, MEMBER_B: {"backup": True}}, **MONITOR),
+        # A is checked at B's address, B at a port where nothing listens.
+        "monitor-address": pool(topology, HTTP, web, consts.HEALTH_MONITOR_HTTP, members={
+            MEMBER_A: {"monitor_address": network.BACKENDS[MEMBER_B], "monitor_port": web},
+            MEMBER_B: {"monitor_port": CLOSED_PORT}}, **MONITOR),
+        "headers": pool(topology, HTTP, web),
+        "timeouts": pool(topology, HTTP, web),
+        "l7": pool(topology, HTTP, web),
+    }
+    listeners = {name: _http_listener(topology, PORTS[name], made[name])
+                 for name in ("source-ip-persistence", "http-cookie", "app-cookie",
+                              "source-ip-algorithm", "least-connections", "weights",
+                              "backup", "monitor-address", "l7")}
+    listeners["headers"] = _http_listener(
+        topology, PORTS["headers"], made["headers"],
+        insert_headers={"X-Forwarded-For": "true", "X-Forwarded-Port": "true",
+                        "X-Forwarded-Proto": "true"})
+    listeners["timeouts"] = _http_listener(topology, PORTS["timeouts"], made["timeouts"],
+                                           **TIMEOUTS)
+    _l7_policies(topology, listeners["l7"])
+    same = PORTS["same-port"]
+    listeners["same-port-tcp"] = controller.listener(topology, TCP, same,
+                                                     pool(topology, TCP, web))
+    listeners["same-port-udp"] = controller.listener(
+        topology, UDP, same, pool(topology, UDP, servers.UDP_PORT,
+                                  consts.HEALTH_MONITOR_UDP_CONNECT, **UDP_MONITOR))
+    listeners["udp-persistence"] = controller.listener(
+        topology, UDP, PORTS["udp-persistence"],
+        pool(topology, UDP, servers.UDP_PORT, consts.HEALTH_MONITOR_UDP_CONNECT,
+             persistence={"type": SOURCE_IP, "persistence_timeout": 60,
+                          "persistence_granularity": "255.255.255.255"}, **UDP_MONITOR))
+    return listeners
+
+
+def _vip_plugged(amphora_host) -> bool:
+    return amphora_host.run(f"{NS} ip link show eth1").rc == 0
+
+
+@pytest.fixture(scope="module")
+def matrix(octavia, amphora_host, backends):
+    """The matrix's listeners on the shared amphora.  It plugs the VIP and member
+    ports only when test_conformance.py did not (run alone with -k)."""
+    if not _vip_plugged(amphora_host):
+        plug_vip(octavia, amphora_host, network.VIP_MAC)
+        octavia.driver.post_network_plug(
+            octavia.amp, controller.member_port(octavia.topology, network.MEMBER_MAC), {})
+    controller.delete_listeners(octavia.driver, octavia.lb)  # none, after test_conformance
+    for address in CLIENTS:
+        network.VIP_SEGMENT.add_address(address)
+    listeners = _make_listeners(octavia.topology)
+    yield listeners
+    for address in CLIENTS:
+        network.VIP_SEGMENT.remove_address(address)
+
+
+def _answers(port: int, tries: int = 6, **kw) -> Counter:
+    """Which member answered each of `tries` requests."""
+    counts: Counter = Counter()
+    for _ in range(tries):
+        status, _, body = http_get(port, **kw)
+        assert status == 200, body
+        counts[body.split()[0]] += 1
+    return counts
+
+
+def test_matrix_listeners_configured_and_started(octavia, matrix, amphora_host):
+    """The matrix's listeners (update_amphora_listeners, start): every one listening."""
+    octavia.driver.update_amphora_listeners(octavia.lb, octavia.amp)
+    octavia.driver.start(octavia.lb, octavia.amp)
+    listening = amphora_host.check_output(f"{NS} ss -ltnH")
+    for name, port in PORTS.items():
+        if name not in ("udp-persistence",):
+            assert f"{network.VIP}:{port}" in listening, (name, listening)
+    assert wait_until(lambda: members_answering(PORTS["headers"]) == {MEMBER_A, MEMBER_B},
+                      60, "both members behind the matrix's listeners")
+
+
+# --- session persistence -------------------------------------------------------------
+
+def _each_client_on_one_member(port: int, clients: list[str]) -> None:
+    """Each client address always reaches one member, and not all the same one."""
+    seen = set()
+    for address in clients:
+        counts = _answers(port, 4, source=address)
+        assert len(counts) == 1, (address, counts)
+        seen |= set(counts)
+    assert seen == {MEMBER_A, MEMBER_B}, seen
+
+
+def test_source_ip_persistence_keeps_each_client_on_one_member(matrix):
+    """Session persistence SOURCE_IP: each client address stays on one member."""
+    _each_client_on_one_member(PORTS["source-ip-persistence"], CLIENTS[:8])
+
+
+def test_http_cookie_persistence(matrix):
+    """Session persistence HTTP_COOKIE: haproxy's SRV cookie pins the client's member."""
+    port = PORTS["http-cookie"]
+    assert set(_answers(port)) == {MEMBER_A, MEMBER_B}  # without the cookie: both
+    _, headers, body = http_get(port)
+    cookie = re.search(r"SRV=[^;, ]+", headers.get("set-cookie", ""))
+    assert cookie, headers
+    pinned = body.split()[0]
+    assert _answers(port, headers={"Cookie": cookie[0]}) == Counter({pinned: 6})
+
+
+def test_app_cookie_persistence(matrix):
+    """Session persistence APP_COOKIE: the application's own cookie pins its member."""
+    port = PORTS["app-cookie"]
+    for member in (MEMBER_A, MEMBER_B):
+        # The member's cookie is learnt from its answers (stick store-response) ...
+        wait_until(lambda m=member: m in _answers(port), 30, f"{member} answering")
+        cookie = {"Cookie": f"{servers.APP_COOKIE}={member}-session"}
+        # ... and every request carrying it goes back there.
+        assert _answers(port, headers=cookie) == Counter({member: 6})
+
+
+def test_udp_source_ip_persistence(matrix):
+    """Session persistence SOURCE_IP on UDP (LVS persistence_timeout): one member."""
+    def members() -> Counter:
+        return Counter((servers.udp_ask(network.VIP, PORTS["udp-persistence"]) or "?").split()[0]
+                       for _ in range(6))
+    counts = wait_until(lambda: (lambda c: c if "?" not in c else None)(members()), 90,
+                        "UDP answers through the persistent listener")
+    assert len(counts) == 1, counts
+
+
+# --- algorithms, weights, backups, monitors ------------------------------------------
+
+def test_source_ip_algorithm(matrix):
+    """Algorithm SOURCE_IP: a hash of the client address picks the member."""
+    _each_client_on_one_member(PORTS["source-ip-algorithm"], CLIENTS[8:])
+
+
+def test_least_connections_avoids_the_busy_member(matrix):
+    """Algorithm LEAST_CONNECTIONS: new requests go to the member with fewer connections."""
+    port = PORTS["least-connections"]
+    slow: dict[str, str] = {}
+    worker = threading.Thread(target=lambda: slow.update(
+        body=http_get(port, f"{servers.SLOW_PATH}5", timeout=15)[2]))
+    worker.start()
+    time.sleep(1)  # the slow request holds its connection to one member
+    quick = _answers(port, 4)
+    worker.join()
+    busy = slow["body"].split()[0]
+    assert len(quick) == 1 and busy not in quick, (busy, quick)
+
+
+def test_member_weights(matrix):
+    """Member weights 3:1: the heavier member takes three requests in four."""
+    counts = _answers(PORTS["weights"], 12)
+    assert counts[MEMBER_A] >= 8 and counts[MEMBER_B] >= 2, counts
+
+
+def test_backup_member_serves_only_when_the_others_are_down(matrix, backends):
+    """Backup member: idle while the primary is up, serving when its health monitor
+    marks the primary down."""
+    port = PORTS["backup"]
+    assert wait_until(lambda: _answers(port) == Counter({MEMBER_A: 6}), 60,
+                      "the primary alone answering")
+    primary = backends[(MEMBER_A, "http")]
+    primary.stop()
+    try:
+        assert wait_until(lambda: _answers(port) == Counter({MEMBER_B: 6}), 60,
+                          "the backup answering")
+    finally:
+        primary.start()
+    assert wait_until(lambda: _answers(port) == Counter({MEMBER_A: 6}), 60,
+                      "the primary answering again")
+
+
+def test_alternate_monitor_address_and_port(matrix, heartbeats, backends):
+    """Member monitor_address and monitor_port: the health monitor checks there, not
+    at the member's own address and port."""
+    pool = matrix["monitor-address"].default_pool
+    wait_member(heartbeats, pool, 0, "UP")    # A, checked at B's address
+    wait_member(heartbeats, pool, 1, "DOWN")  # B, checked at a closed port
+    assert _answers(PORTS["monitor-address"]) == Counter({MEMBER_A: 6})
+    other = backends[(MEMBER_B, "http")]
+    other.stop()  # A's own server still runs; its monitor's target does not
+    try:
+        wait_member(heartbeats, pool, 0, "DOWN")
+    finally:
+        other.start()
+    wait_member(heartbeats, pool, 0, "UP")
+
+
+# --- headers and timeouts ------------------------------------------------------------
+
+def test_insert_headers(matrix):
+    """insert_headers: X-Forwarded-For, X-Forwarded-Port and X-Forwarded-Proto."""
+    _, _, body = http_get(PORTS["headers"], source=CLIENTS[0])
+    echoed = dict(line.split(": ", 1) for line in body.splitlines()[1:])
+    assert echoed.get("x-forwarded-for") == CLIENTS[0], body
+    assert echoed.get("x-forwarded-port") == str(PORTS["headers"]), body
+    assert echoed.get("x-forwarded-proto") == "http", body
+
+
+def test_listener_timeouts_rendered(octavia, matrix, amphora_host):
+    """Listener timeouts: all four in the haproxy configuration the agent runs."""
+    config = amphora_host.check_output(f"cat /var/lib/octavia/{octavia.lb.id}/haproxy.cfg")
+    section = config.split(f"frontend {matrix['timeouts'].id}")[1].split("\nfrontend ")[0]
+    for line in ("timeout client 2000", "tcp-request inspect-delay 500",
+                 "timeout connect 1000", "timeout server 1500"):
+        assert line in config, (line, section)
+    assert "timeout client 2000" in section, section
+
+
+def test_member_data_timeout_answers_504(matrix):
+    """timeout_member_data: a member slower than it gets the client a 504."""
+    started = time.monotonic()
+    status, _, _ = http_get(PORTS["timeouts"], f"{servers.SLOW_PATH}4", timeout=10)
+    assert status == 504 and time.monotonic() - started < 3.5, status
+
+
+def test_client_data_timeout_closes_an_idle_client(matrix):
+    """timeout_client_data: a client that stops sending is cut off."""
+    with socket.create_connection((network.VIP, PORTS["timeouts"]), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n")  # and never the end of the request
+        started = time.monotonic()
+        answer = conn.recv(4096)  # a 408, or the close itself
+        waited = time.monotonic() - started
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert 1.5 < waited < 6, waited
+
+
+# --- L7 ----------------------------------------------------------------------------
+
+def test_l7_reject_with_two_rules_one_inverted(matrix):
+    """L7 REJECT on PATH STARTS_WITH and an inverted HEADER rule, both to match."""
+    port = PORTS["l7"]
+    assert http_get(port, "/private/x")[0] == 403
+    assert http_get(port, "/private/x", headers={"X-Token": "secret"})[0] == 200
+    assert http_get(port, "/public")[0] == 200
+
+
+def test_l7_redirect_prefix(matrix):
+    """L7 REDIRECT_PREFIX on PATH: the path kept under the new prefix."""
+    status, headers, _ = http_get(PORTS["l7"], "/legacy/page")
+    assert status == 301 and headers.get("location") == "https://new.example/legacy/page", \
+        (status, headers)
+
+
+@pytest.mark.parametrize("request_kw,member", [
+    ({"headers": {"Host": "b.example"}}, MEMBER_B),
+    ({"path": "/img/logo.png"}, MEMBER_A),
+    ({"headers": {"Cookie": "tier=gold"}}, MEMBER_B),
+    ({"headers": {"X-Tenant": "blue-7"}}, MEMBER_A),
+], ids=["HOST_NAME", "FILE_TYPE", "COOKIE", "HEADER-REGEX"])
+def test_l7_redirect_to_pool(matrix, request_kw, member):
+    """L7 REDIRECT_TO_POOL: a matching request goes to the policy's one-member pool."""
+    assert _answers(PORTS["l7"], **request_kw) == Counter({member: 6})
+
+
+def test_l7_unmatched_requests_reach_the_default_pool(matrix):
+    """L7: a request no rule matches reaches the default pool's two members."""
+    assert set(_answers(PORTS["l7"], headers={"Host": "a.example"})) == {MEMBER_A, MEMBER_B}
+
+
+# --- TCP and UDP on one port --------------------------------------------------------
+
+def test_tcp_and_udp_listeners_on_the_same_port(matrix):
+    """TCP and UDP listeners on the same port number: both carry traffic."""
+    port = PORTS["same-port"]
+    assert members_answering(port) == {MEMBER_A, MEMBER_B}
+
+    def udp_members() -> set[str]:
+        return {(servers.udp_ask(network.VIP, port) or "?").split()[0] for _ in range(6)}
+    assert wait_until(lambda: udp_members() == {MEMBER_A, MEMBER_B}, 90,
+                      "both members through UDP on the TCP listener's port")
+
