@@ -40,6 +40,7 @@ VARIANTS = {
 # Started together, in work dirs of their own sharing the cache; both debug images
 # with a root password (AMP_ROOT_PASSWORD for one, diskimage-create.sh -r for the other).
 TOGETHER = ("iptables-no-sriov", "no-sshd")
+VARIANT_FLAVOR = "2,1024,3"
 ROOT_PASSWORD = f"amp-test-{secrets.token_urlsafe(12)}"
 VF_CHECKS = {"test_vf_drivers_recorded_for_the_running_kernel", "test_every_vf_driver_loads"}
 ROOT_PASSWORD_CHECKS = {"test_root_logs_in_on_the_serial_console",
@@ -109,7 +110,10 @@ def start_build(name: str, extra: list[str], logs: Path, work_dir: Path | None =
 def check_image(name: str, build: subprocess.CompletedProcess, image: Path,
                workdir: Path) -> Variant:
     report = workdir / "report.json"
-    test = subprocess.run([AMP_IMAGE, "test", str(image), "--report", str(report)],
+    # Two vCPUs: these boots prove what each variant's image holds; the seed's flavor
+    # (1 vCPU) is the default build's, in the booted checks and the conformance run.
+    test = subprocess.run([AMP_IMAGE, "test", str(image), "--report", str(report),
+                           "--flavor", VARIANT_FLAVOR],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=3600, env={**os.environ, "AMP_ROOT_PASSWORD": ROOT_PASSWORD})
     assert report.is_file(), f"amp-image test {name} wrote no report:\n{test.stdout[-4000:]}"

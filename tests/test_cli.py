@@ -177,3 +177,16 @@ def test_reproduction_input_errors_are_one_line(args, env, message):
     assert result.exit_code == 1
     assert result.stderr.startswith(f"amp-image: error: {message}")
     assert result.stderr.count("\n") == 1
+
+
+def test_test_refuses_a_bad_flavor_before_anything_runs(tmp_path):
+    """--flavor takes `openstack flavor create`'s three numbers; anything else stops at
+    once, in one line naming the form, with no VM (and no image needed yet)."""
+    image = tmp_path / "amphora.qcow2"
+    image.write_bytes(b"")
+    result = subprocess.run([AMP_IMAGE, "test", str(image), "--flavor", "1,1024"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "amp-image: error: flavor '1,1024' is not VCPUS,RAM_MB,DISK_GB (for example 1,1024,3)"]
+    assert list(tmp_path.iterdir()) == [image]

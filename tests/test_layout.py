@@ -352,20 +352,23 @@ def test_the_test_verb_maps_options_to_verify_run(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(test_cli, "run", lambda request, emit: seen.append(request) or 5)
     result = CliRunner().invoke(main, ["test", str(image), "--sriov", "-k", "agent",
-                                       "--workdir", str(tmp_path / "vm")])
+                                       "--workdir", str(tmp_path / "vm"),
+                                       "--flavor", "2,1024,3"])
     assert result.exit_code == 5, result.output
     assert seen == [verify_run.TestRequest(image=str(image), sriov=True, keyword="agent",
-                                           workdir=str(tmp_path / "vm"))]
+                                           workdir=str(tmp_path / "vm"), flavor="2,1024,3")]
     args = verify_run.checks_args(seen[0], image)
     assert args[:3] == [str(verify_run.CHECKS_DIR / "test_amphora.py"),
                         str(verify_run.CHECKS_DIR / "test_sriov.py"), "--amp-sriov"]
     assert args[args.index("-k"):args.index("-k") + 2] == ["-k", "agent"]
     assert str(tmp_path / "vm") in args
+    assert args[args.index("--amp-flavor") + 1] == "2,1024,3"
     conformance = verify_run.conformance_args(
         verify_run.TestRequest(image=str(image), active_standby=True), image)
     assert [a for a in conformance if a.endswith(".py")] == [
         str(verify_run.CONFORMANCE_DIR / m) for m in
-        ("test_conformance.py", "test_sriov_driver.py", "test_active_standby.py")]
+        ("test_sriov_driver.py", "test_active_standby.py", "test_conformance.py",
+         "test_matrix.py")]
 
 
 # Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before

@@ -37,6 +37,10 @@ from amp_image.verify.run import TestRequest, UnusableImage, run
 @click.option("--import-audit", help="With --conformance: write which of the agent venv's "
                                      "distributions the amphorae read under the scenarios "
                                      "(JSON) to this file.")
+@click.option("--flavor", metavar="VCPUS,RAM_MB,DISK_GB",
+              help="The VM's vCPUs, RAM and root disk, as `openstack flavor create --vcpus "
+                   "--ram --disk` takes them (default: the seed's 1,1024,3; DISK_GB 0 boots "
+                   "the image's own size).")
 @click.option("-k", "keyword", help="Only run checks matching this pytest expression.")
 def test_image(**kw) -> None:
     """Boot IMAGE in QEMU with a config drive and check it over SSH and the agent API."""

@@ -19,6 +19,7 @@ from amp_image.builder import host
 from amp_image.builder.process import stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_image_record, recorded_agent_version
+from amp_image.verify.vm import Flavor
 
 VERIFY_DIR = PACKAGE_DIR / "verify"
 CHECKS_DIR = VERIFY_DIR / "checks"
@@ -46,6 +47,7 @@ class TestRequest:
     active_standby: bool = False
     import_audit: str | None = None
     keyword: str | None = None
+    flavor: str | None = None
 
 
 def _absolute(path: str) -> str:
@@ -61,6 +63,8 @@ def pytest_options(request: TestRequest, image: Path) -> list[str]:
         args += ["--amp-workdir", _absolute(request.workdir)]
     if request.keyword:
         args += ["-k", request.keyword]
+    if request.flavor:
+        args += ["--amp-flavor", request.flavor]
     return args
 
 
@@ -75,9 +79,11 @@ def checks_args(request: TestRequest, image: Path) -> list[str]:
 
 
 def conformance_args(request: TestRequest, image: Path) -> list[str]:
-    modules = ["test_conformance.py", "test_sriov_driver.py"]
+    # The modules with VMs of their own first; the rest share one amphora (conftest.py).
+    modules = ["test_sriov_driver.py"]
     if request.active_standby:
         modules.append("test_active_standby.py")
+    modules += ["test_conformance.py", "test_matrix.py"]
     args = [*(str(CONFORMANCE_DIR / m) for m in modules), *pytest_options(request, image),
             "--rootdir", str(CONFORMANCE_DIR), "-W", "ignore::DeprecationWarning"]
     if request.report:
@@ -138,6 +144,8 @@ def run(request: TestRequest, emit: Callable[[str], None] = print) -> int:
     Raises UnusableImage before any boot if the image is no amphora image, and an
     AmpImageError if the conformance harness cannot be made."""
     stop_on_sigterm()
+    if request.flavor:
+        Flavor.parse(request.flavor)  # a PlanError naming the form, before anything runs
     host.check_root()
     image = Path(request.image).resolve()
     try:
