@@ -10,7 +10,7 @@ import pytest
 from amp_image.errors import PlanError
 from amp_image.image.records import ImageRecord
 from amp_image.verify import boottest
-from amp_image.verify.vm import Flavor
+from amp_image.verify.vmspec import Flavor
 
 
 @pytest.fixture

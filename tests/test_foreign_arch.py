@@ -17,7 +17,8 @@ import pytest
 from amp_image.builder import binfmt
 from amp_image.errors import HostError
 from amp_image.image.records import architecture_of
-from amp_image.verify import vm
+from amp_image.verify import platforms, vm
+from amp_image.verify.vmspec import MachineSpec
 
 pytestmark = pytest.mark.skipif(binfmt.host_arch() != "amd64", reason="amd64 host tests")
 
@@ -115,9 +116,9 @@ def test_qemu_users_emulator_is_static():
 
 
 def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeypatch):
-    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
-    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
-                                        config_drive=tmp_path / "cd.iso", arch="arm64"))
+    monkeypatch.setattr(vm, "platform_for", lambda arch: platforms.PLATFORMS[arch])
+    machine = vm.Machine(MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                     config_drive=tmp_path / "cd.iso", arch="arm64"))
     machine.ports = {22: 2222, 9443: 9444}
     machine.console_dir = tmp_path
     cmd = machine.command()
@@ -137,9 +138,9 @@ def test_arm64_boots_on_virt_with_uefi_and_a_scsi_config_drive(tmp_path, monkeyp
 
 def test_arm64_under_kvm_takes_the_hosts_cpu(tmp_path, monkeypatch):
     """pauth-impdef is a TCG property: QEMU refuses it under KVM (an arm64 host)."""
-    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
-    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
-                                        arch="arm64", accel="kvm"))
+    monkeypatch.setattr(vm, "platform_for", lambda arch: platforms.PLATFORMS[arch])
+    machine = vm.Machine(MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                     arch="arm64", accel="kvm"))
     machine.ports = {22: 2222, 9443: 9444}
     machine.console_dir = tmp_path
     cmd = machine.command()
@@ -147,9 +148,9 @@ def test_arm64_under_kvm_takes_the_hosts_cpu(tmp_path, monkeypatch):
 
 
 def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
-    monkeypatch.setattr(vm, "platform_for", lambda arch: vm.PLATFORMS[arch])
-    machine = vm.Machine(vm.MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
-                                        config_drive=tmp_path / "cd.iso"))
+    monkeypatch.setattr(vm, "platform_for", lambda arch: platforms.PLATFORMS[arch])
+    machine = vm.Machine(MachineSpec(image=tmp_path / "a.qcow2", workdir=tmp_path,
+                                     config_drive=tmp_path / "cd.iso"))
     machine.ports = {22: 2222, 9443: 9444}
     machine.console_dir = tmp_path
     cmd = machine.command()
@@ -162,16 +163,16 @@ def test_amd64_keeps_q35_seabios_and_an_ide_config_drive(tmp_path, monkeypatch):
 def test_a_foreign_guest_is_always_emulated():
     def never(accel):
         raise AssertionError("no KVM probe for a foreign guest")
-    assert vm.choose_accel(never, "auto", "arm64")[0] == "tcg"
+    assert platforms.choose_accel(never, "auto", "arm64")[0] == "tcg"
     with pytest.raises(HostError, match="KVM cannot run arm64 guests.*--accel tcg"):
-        vm.choose_accel(never, "kvm", "arm64")
+        platforms.choose_accel(never, "kvm", "arm64")
 
 
 def test_missing_arm64_qemu_names_setup_host(monkeypatch):
-    monkeypatch.setattr(vm.shutil, "which", lambda name: None)
+    monkeypatch.setattr(platforms.shutil, "which", lambda name: None)
     with pytest.raises(HostError, match=r"qemu-system-aarch64 .*not found.*"
                                         r"scripts/setup-host --arm64"):
-        vm.platform_for("arm64")
+        platforms.platform_for("arm64")
 
 
 @pytest.mark.parametrize(("recorded", "kernels", "arch"), [

@@ -30,7 +30,7 @@ from amp_image.builder.plan import BuildOptions, BuildPlan, make_plan
 from amp_image.builder.process import ProcessTree, signals_deferred
 from amp_image.builder.shims import install_shims
 from amp_image.verify.boottest import booted_amphora
-from amp_image.verify.vm import Flavor
+from amp_image.verify.vmspec import Flavor
 
 pytestmark = [pytest.mark.image, pytest.mark.boot]
 

@@ -22,7 +22,9 @@ from amp_image.verify import configdrive
 from amp_image.verify.agentapi import AgentClient, Handshake, tls_handshake
 from amp_image.verify.emulated_sriov import SriovNetwork
 from amp_image.verify.pki import ThrowawayPKI, ssh_keypair
-from amp_image.verify.vm import SEED_FLAVOR, Flavor, Machine, MachineSpec, Nic, choose_accel
+from amp_image.verify.platforms import choose_accel
+from amp_image.verify.vm import Machine
+from amp_image.verify.vmspec import SEED_FLAVOR, Flavor, MachineSpec, Nic
 
 CONTROLLER = "10.0.2.2:5555"  # QEMU user networking's host address; nothing listens
 BOOTLOADER_GRACE_S = 180

@@ -20,7 +20,8 @@ import textwrap
 from dataclasses import dataclass, field
 
 from amp_image.poll import PollTimeout, poll_until
-from amp_image.verify.vm import Nic, free_port
+from amp_image.verify.vm import free_port
+from amp_image.verify.vmspec import Nic
 
 NETWORK = "10.0.3.0/24"
 GATEWAY = "10.0.3.2"  # QEMU's user-mode host address: the source of forwarded traffic

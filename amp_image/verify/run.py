@@ -19,7 +19,7 @@ from amp_image.builder import host
 from amp_image.builder.process import stop_on_sigterm
 from amp_image.errors import AmpImageError, PlanError
 from amp_image.image.records import read_image_record, recorded_agent_version
-from amp_image.verify.vm import Flavor
+from amp_image.verify.vmspec import Flavor
 
 VERIFY_DIR = PACKAGE_DIR / "verify"
 CHECKS_DIR = VERIFY_DIR / "checks"

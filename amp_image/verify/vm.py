@@ -8,7 +8,6 @@ connection before the guest listens, so a bare TCP accept proves nothing).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -17,19 +16,18 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from amp_image import events
-from amp_image.builder.binfmt import host_arch, is_foreign
-from amp_image.errors import HostError, PlanError
+from amp_image.errors import PlanError
 from amp_image.image.qemuimg import image_format, virtual_size
 from amp_image.poll import PollTimeout, poll_until
+from amp_image.verify.platforms import Platform, platform_for
+from amp_image.verify.vmspec import MachineSpec
 
 # A guest printing one of these has left the firmware, the bootloader and the
 # kernel's decompressor behind: the accelerator works.
 KERNEL_RUNNING = ("Run /init as init process", "systemd[1]:", "Welcome to")
-ACCEL_CACHE = Path("~/.cache/amp-image/accel.json").expanduser()
 
 
 def _die_with_parent() -> None:
@@ -42,128 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Platform:
-    """How QEMU emulates one architecture's cloud guest, as Nova's libvirt driver sets it up."""
-
-    qemu: str
-    machine: str
-    # -cpu by accelerator ("tcg", "kvm"); none given: QEMU's default.
-    cpu: dict[str, str] = field(default_factory=dict)
-    # UEFI firmware (code, variable store template); None boots SeaBIOS.
-    firmware: tuple[Path, Path] | None = None
-    # UEFI: the root disk first in the boot order (bootindex), or firmware with fresh
-    # variables tries the network (iPXE) before it.  SeaBIOS boots the disk as it is.
-    disk_bootindex: bool = False
-    # The config drive: an IDE CD-ROM on x86; the virt machine has no IDE, so a SCSI
-    # CD-ROM on virtio-scsi (Nova's default bus for aarch64 guests).
-    scsi_cdrom: bool = False
-    setup_hint: str = "scripts/setup-host"
-
-    def cpu_args(self, accel: str) -> list[str]:
-        return ["-cpu", self.cpu[accel]] if accel in self.cpu else []
-
-
-PLATFORMS = {
-    "amd64": Platform("qemu-system-x86_64", "q35"),
-    "arm64": Platform(
-        "qemu-system-aarch64", "virt",
-        # pauth-impdef (TCG only): a cheap pointer-authentication hash, several times
-        # faster than the architected QARMA one and invisible to the guest.
-        cpu={"tcg": "max,pauth-impdef=on", "kvm": "host"},
-        firmware=(Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
-        disk_bootindex=True, scsi_cdrom=True, setup_hint="scripts/setup-host --arm64"),
-}
-
-
-def platform_for(arch: str) -> Platform:
-    try:
-        platform = PLATFORMS[arch]
-    except KeyError:
-        raise HostError(f"no QEMU set-up for {arch} images; amp-image boots "
-                        f"{', '.join(PLATFORMS)}") from None
-    missing = [str(p) for p in (platform.firmware or ()) if not p.is_file()]
-    if shutil.which(platform.qemu) is None or missing:
-        raise HostError(f"{' and '.join([platform.qemu, *missing])} not found, needed to boot "
-                        f"{arch} images; run {platform.setup_hint} (as root)")
-    return platform
-
-
-def qemu_version(arch: str = "amd64") -> str:
-    qemu = platform_for(arch).qemu
-    return subprocess.run([qemu, "--version"], capture_output=True,
-                          text=True).stdout.splitlines()[0]
-
-
-def kvm_usable() -> bool:
-    return os.access("/dev/kvm", os.R_OK | os.W_OK)
-
-
-@dataclass
-class Nic:
-    """An extra guest NIC: QEMU device model plus netdev options."""
-
-    device: str
-    netdev: str
-    mac: str = ""
-    # SR-IOV devices get their own PCIe root port, so their VFs have a bus.
-    own_root_port: bool = False
-
-
-@dataclass(frozen=True)
-class Flavor:
-    """What a Nova flavor gives the amphora: vCPUs, RAM, and the root disk in GiB (None:
-    the image's own size, as a flavor with disk 0 boots it)."""
-
-    vcpus: int
-    ram_mb: int
-    disk_gb: int | None = None
-
-    def __str__(self) -> str:
-        disk = f"{self.disk_gb} GiB disk" if self.disk_gb else "the image's disk size"
-        return f"{self.vcpus} vCPU, {self.ram_mb} MiB, {disk}"
-
-    @classmethod
-    def parse(cls, text: str) -> Flavor:
-        """VCPUS,RAM_MB,DISK_GB as `openstack flavor create --vcpus --ram --disk` takes
-        them (DISK_GB 0: the image's own size)."""
-        try:
-            vcpus, ram_mb, disk_gb = (int(part) for part in text.split(","))
-        except ValueError:
-            raise PlanError(f"flavor {text!r} is not VCPUS,RAM_MB,DISK_GB (for example "
-                            "1,1024,3)") from None
-        if vcpus < 1 or ram_mb < 256 or disk_gb < 0:
-            raise PlanError(f"flavor {text!r}: give at least 1 vCPU and 256 MiB of RAM, "
-                            "and a disk of 0 GiB (the image's size) or more")
-        return cls(vcpus, ram_mb, disk_gb or None)
-
-
-# The seed's compute flavor for SR-IOV amphorae: `openstack flavor create --vcpus 1
-# --ram 1024 --disk 3` (amp-image openstack-config prints it).
-SEED_FLAVOR = Flavor(vcpus=1, ram_mb=1024, disk_gb=3)
-
-
-@dataclass
-class MachineSpec:
-    image: Path
-    workdir: Path
-    config_drive: Path | None = None
-    flavor: Flavor = SEED_FLAVOR
-    arch: str = "amd64"
-    machine: str = ""  # "": the platform's (q35, virt)
-    accel: str = "tcg"
-    direct_boot: tuple[Path, Path, str] | None = None
-    mgmt_mac: str = "52:54:00:12:34:56"
-    extra_nics: list[Nic] = field(default_factory=list)
-    forward_ports: tuple[int, ...] = (22, 9443)
-    # Fixed host ports for forward_ports (e.g. 9443 -> 9443 in a private network
-    # namespace, so the agent's bind_port is the controller's); else free ones.
-    host_ports: dict[int, int] | None = None
-    # The host address the forwards listen on (another 127.x address lets two VMs
-    # forward the same ports).
-    host_address: str = "127.0.0.1"
 
 
 class Machine:
@@ -341,38 +217,3 @@ class Machine:
     def kernel_running(self) -> bool:
         text = self.serial_text()
         return any(marker in text for marker in KERNEL_RUNNING)
-
-
-def _accel_cache_key(arch: str) -> str:
-    return f"{os.uname().release}|{qemu_version(arch)}"
-
-
-def choose_accel(probe: Callable[[str], bool], requested: str = "auto",
-                 arch: str = "amd64") -> tuple[str, str]:
-    """Pick kvm or tcg by booting, not by the existence of /dev/kvm.
-
-    ``probe(accel)`` boots the guest and says whether its kernel got going.
-    The verdict is cached per host kernel and QEMU version.  Returns
-    (accel, reason).
-    """
-    if is_foreign(arch):
-        if requested == "kvm":
-            raise HostError(f"KVM cannot run {arch} guests on this {host_arch()} host; "
-                            "use --accel tcg (or auto)")
-        return "tcg", f"{arch} guest on an {host_arch()} host: emulated"
-    if requested in ("kvm", "tcg"):
-        return requested, "requested"
-    if not kvm_usable():
-        return "tcg", "/dev/kvm not usable"
-    key = _accel_cache_key(arch)
-    try:
-        cached = json.loads(ACCEL_CACHE.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if key in cached:
-        return cached[key], "cached probe"
-    accel = "kvm" if probe("kvm") else "tcg"
-    cached[key] = accel
-    ACCEL_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    ACCEL_CACHE.write_text(json.dumps(cached))
-    return accel, "probed by booting" + ("" if accel == "kvm" else ": KVM guest did not boot")

@@ -25,7 +25,7 @@ from amp_image.image.records import (
     read_image_record,
 )
 from amp_image.verify.boottest import booted_amphora
-from amp_image.verify.vm import SEED_FLAVOR, Flavor
+from amp_image.verify.vmspec import SEED_FLAVOR, Flavor
 
 REPORT_KEY = pytest.StashKey[dict]()
 

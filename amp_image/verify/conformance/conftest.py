@@ -23,7 +23,7 @@ from amp_image.verify.conformance import backends as backend_servers
 from amp_image.verify.conformance import controller, network
 from amp_image.verify.conformance.heartbeats import HeartbeatReceiver
 from amp_image.verify.pki import ThrowawayPKI
-from amp_image.verify.vm import Flavor, Nic
+from amp_image.verify.vmspec import Flavor, Nic
 
 AGENT_PORT = 9443
 HEARTBEAT_INTERVAL = 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
-from amp_image.verify.vm import Nic
+from amp_image.verify.vmspec import Nic
 
 VIP_CIDR = "10.0.3.0/24"
 VIP_GATEWAY = "10.0.3.1"
