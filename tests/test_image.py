@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from amp_image.builder.compat import RELEASE_PYTHON
 from amp_image.builder.element_defaults import default_vf_drivers
+from amp_image.image.dpkg import parse_dpkg_status
 from amp_image.image.imagefs import mounted_image
 from amp_image.image.inventory import parse_dib_environment
-from amp_image.image.records import read_record
+from amp_image.image.records import key_values, read_record
+from amp_image.verify.certs.python_version import python3_version
 
 pytestmark = pytest.mark.image
 
@@ -54,6 +57,16 @@ def test_no_build_only_packages(root):
 @pytest.mark.parametrize("tool", ("gcc", "cc", "g++", "make"))
 def test_no_compiler_binaries(root, tool):
     assert not (root / "usr/bin" / tool).exists()
+
+
+def test_the_releases_python_is_the_one_the_image_ships(root):
+    """RELEASE_PYTHON, which decides the agent series a Debian release can take, names
+    the Python that release really ships: read from the built image's python3 package
+    and os-release (it fails if the table and the archive part)."""
+    release = key_values((root / "etc/os-release").read_text())["VERSION_CODENAME"]
+    shipped = python3_version({p.name: p.version for p in
+                               parse_dpkg_status((root / "var/lib/dpkg/status").read_text())})
+    assert RELEASE_PYTHON[("debian", release)] == shipped
 
 
 def test_kernel_is_the_full_debian_kernel(root):
