@@ -1,5 +1,12 @@
 """Errors amp-image reports to the operator as one line, with the fix."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+Value = TypeVar("Value")
+
 
 class AmpImageError(Exception):
     """A problem the operator can fix; the message says how."""
@@ -19,3 +26,15 @@ class BuildError(AmpImageError):
 
 class PublishError(AmpImageError):
     """The image cannot be published as asked."""
+
+
+def one_of(table: Mapping[str, Value], name: str, what: str,
+           error: type[AmpImageError] = PlanError,
+           choices: Iterable[str] | None = None) -> Value:
+    """table[name], or an error naming what was unknown and the names to use."""
+    try:
+        return table[name]
+    except KeyError:
+        raise error(f"unknown {what} '{name}'; use one of "
+                    f"{', '.join(choices if choices is not None else table)}") from None
+

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from amp_image.builder import constraints
 from amp_image.builder.options import DEFAULT_AGENT_VERSION, AgentSource, BuildOptions
-from amp_image.errors import PlanError
+from amp_image.errors import PlanError, one_of
 
 
 @dataclass(frozen=True)
@@ -52,21 +52,11 @@ def base_os_named(name: str) -> BaseOS:
             f"base OS '{name}' is not supported: amp-image builds and tests Debian "
             "only (its elements are Debian's); use --base-os debian"
         )
-    try:
-        return BASE_OSES[name]
-    except KeyError:
-        raise PlanError(
-            f"unknown base OS '{name}'; use one of {', '.join(BASE_OSES)}"
-        ) from None
+    return one_of(BASE_OSES, name, "base OS")
 
 
 def normalise_arch(arch: str) -> str:
-    try:
-        return ARCH_ALIASES[arch]
-    except KeyError:
-        raise PlanError(
-            f"unknown architecture '{arch}'; use one of {', '.join(sorted(ARCH_ALIASES))}"
-        ) from None
+    return one_of(ARCH_ALIASES, arch, "architecture", choices=sorted(ARCH_ALIASES))
 
 
 def choose_agent(series: str | None, version: str | None,

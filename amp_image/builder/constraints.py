@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.errors import PlanError
+from amp_image.errors import PlanError, one_of
 
 DATA_DIR = PACKAGE_DIR / "data"
 
@@ -104,12 +104,7 @@ def lookup(agent_version: str) -> Series | None:
 
 
 def series_named(name: str) -> Series:
-    try:
-        return SERIES_BY_NAME[name]
-    except KeyError:
-        raise ConstraintsError(
-            f"unknown OpenStack series '{name}'; use one of {', '.join(SERIES_BY_NAME)}"
-        ) from None
+    return one_of(SERIES_BY_NAME, name, "OpenStack series", ConstraintsError)
 
 
 def series_of_branch(ref: str) -> str:
