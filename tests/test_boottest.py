@@ -153,6 +153,7 @@ def test_handshake_probe_tells_acceptance_silence_and_no_connection_apart(pki, t
 def test_flavor_parses_as_openstack_flavor_create_takes_it(text, flavor):
     assert Flavor.parse(text) == flavor
     assert str(Flavor.parse(text)) == str(flavor)
+    assert Flavor.parse(flavor.as_option()) == flavor
 
 
 @pytest.mark.parametrize("text,problem", [

@@ -47,6 +47,10 @@ class Flavor:
                             "and a disk of 0 GiB (the image's size) or more")
         return cls(vcpus, ram_mb, disk_gb or None)
 
+    def as_option(self) -> str:
+        """The VCPUS,RAM_MB,DISK_GB form parse reads."""
+        return f"{self.vcpus},{self.ram_mb},{self.disk_gb or 0}"
+
 
 # The seed's compute flavor for SR-IOV amphorae: `openstack flavor create --vcpus 1
 # --ram 1024 --disk 3` (amp-image openstack-config prints it).

@@ -39,12 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--amp-report", help="Write the boot report (JSON) here.")
     group.addoption("--amp-sriov", action="store_true",
                     help="Add an emulated SR-IOV NIC (igb) for the SR-IOV scenario.")
-    group.addoption("--amp-flavor", default=str_flavor(SEED_FLAVOR),
+    group.addoption("--amp-flavor", default=SEED_FLAVOR.as_option(),
                     help="The VM's VCPUS,RAM_MB,DISK_GB (default: the seed's flavor).")
-
-
-def str_flavor(flavor: Flavor) -> str:
-    return f"{flavor.vcpus},{flavor.ram_mb},{flavor.disk_gb or 0}"
 
 
 def flavor_option(config: pytest.Config) -> Flavor:

@@ -230,4 +230,3 @@ def delete_listeners(driver, lb: models.LoadBalancer) -> None:
             # The driver drops haproxy listeners from the LB itself; an LVS listener
             # leaves the controller's database when its delete flow ends.
             lb.listeners.remove(gone)
-
