@@ -223,10 +223,11 @@ def test_app_cookie_persistence(matrix):
 
 def test_udp_source_ip_persistence(matrix):
     """Session persistence SOURCE_IP on UDP (LVS persistence_timeout): one member."""
-    def members() -> Counter:
-        return Counter((servers.udp_ask(network.VIP, PORTS["udp-persistence"]) or "?").split()[0]
-                       for _ in range(6))
-    counts = wait_until(lambda: (lambda c: c if "?" not in c else None)(members()), 90,
+    def every_datagram_answered() -> Counter | None:
+        counts = Counter((servers.udp_ask(network.VIP, PORTS["udp-persistence"]) or "?")
+                         .split()[0] for _ in range(6))
+        return None if "?" in counts else counts
+    counts = wait_until(every_datagram_answered, 90,
                         "UDP answers through the persistent listener")
     assert len(counts) == 1, counts
 
