@@ -15,12 +15,18 @@ from pathlib import Path
 import pytest
 from conftest import AMP_IMAGE, ROOT
 
+from amp_image.verify.run import TestRequest, conformance_args
+
 pytestmark = pytest.mark.conformance
 
-SUITE = ROOT / "amp_image/verify/conformance"
-# What amp-image test --conformance runs by default; ACTIVE_STANDBY (--active-standby)
-# is on demand: see docs/conformance.md.
-DEFAULT_MODULES = ("test_sriov_driver.py", "test_conformance.py", "test_matrix.py")
+
+def default_modules() -> list[Path]:
+    """The modules amp-image test --conformance runs without --active-standby, as
+    verify/run.py names them to pytest (ACTIVE_STANDBY is on demand:
+    docs/conformance.md)."""
+    image = Path("amphora.qcow2")
+    return [Path(arg) for arg in conformance_args(TestRequest(image=str(image)), image)
+            if arg.endswith(".py")]
 
 
 def scenarios_in(module: Path) -> int:
@@ -62,7 +68,7 @@ def test_every_conformance_scenario_passes(built_image, tmp_path):
     failed = [s["scenario"] for s in scenarios if s["outcome"] != "passed"]
     assert not failed, f"failed scenarios: {failed} (details above)"
     # Every scenario ran, none was left out or skipped.
-    assert len(scenarios) == sum(scenarios_in(SUITE / m) for m in DEFAULT_MODULES)
+    assert len(scenarios) == sum(scenarios_in(module) for module in default_modules())
     assert result.returncode == 0
 
     # The import audit of the same run: the prune list is still right for this agent.
@@ -84,4 +90,3 @@ def test_conformance_names_the_fix_when_octavia_cannot_be_installed(built_image)
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("amp-image: error: cannot install octavia 19.99.0"), lines
     assert "--octavia-version" in lines[-1]
-
