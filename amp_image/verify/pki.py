@@ -145,6 +145,28 @@ class ThrowawayPKI:
         return {name: path for name, (path, _) in files.items()}
 
 
+def issue_client(ca: Issued, common_name: str) -> Issued:
+    """A TLS client certificate signed by this CA (client authentication)."""
+    return _issue(common_name, ca, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def revocation_list(ca: Issued, revoked: list[Issued]) -> bytes:
+    """The CA's CRL (PEM) revoking these certificates, valid for a day."""
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.cert.subject)
+               .last_update(now - datetime.timedelta(minutes=5))
+               .next_update(now + datetime.timedelta(days=1))
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                   ca.key.public_key()), critical=False)
+               .add_extension(x509.CRLNumber(1), critical=False))
+    for gone in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(gone.cert.serial_number)
+            .revocation_date(now - datetime.timedelta(minutes=1)).build())
+    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
 def ssh_keypair(directory: Path) -> tuple[Path, str]:
     """An ed25519 key for the test harness: (private key file, public key line)."""
     key = ed25519.Ed25519PrivateKey.generate()

@@ -5,7 +5,9 @@ HTTPS passthrough and TLS-HELLO monitors see the member's own certificate)
 and a UDP echo server (5353).  Each answer names the member, so the client
 side can tell which backend the load balancer picked; an HTTP answer also echoes
 the request's X- headers, sets an application session cookie, and comes late
-for /slow/SECONDS.
+for /slow/SECONDS.  The TLS server asks for a client certificate (optional: a
+client without one is served) and names a verified client's CN in its answer as
+``x-peer-cn``, so a pool's client certificate can be seen.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(float(self.path.removeprefix(SLOW_PATH)))
         echoed = "".join(f"{name.lower()}: {value}\n" for name, value in self.headers.items()
                          if name.lower().startswith("x-"))
+        peer = _peer_common_name(self.connection)
+        if peer:
+            echoed += f"x-peer-cn: {peer}\n"
         body = f"{self.member} {self.path}\n{echoed}".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -45,6 +50,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+def _peer_common_name(connection) -> str | None:
+    """The CN of a TLS client's verified certificate, if it sent one."""
+    peer = connection.getpeercert() if isinstance(connection, ssl.SSLSocket) else None
+    for rdn in (peer or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return None
 
 
 class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -74,6 +89,7 @@ class Service:
     address: str
     port: int
     tls_files: tuple[Path, Path] | None = None
+    client_ca: Path | None = None
     server: socketserver.BaseServer | None = field(default=None, repr=False)
 
     def _make(self) -> socketserver.BaseServer:
@@ -85,6 +101,9 @@ class Service:
             assert self.tls_files
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*map(str, self.tls_files))
+            if self.client_ca:
+                context.verify_mode = ssl.CERT_OPTIONAL
+                context.load_verify_locations(str(self.client_ca))
             server.socket = context.wrap_socket(server.socket, server_side=True)
         return server
 
@@ -105,12 +124,15 @@ class Backends:
     services: dict[tuple[str, str], Service]
 
     @classmethod
-    def start_all(cls, members: dict[str, str], tls_files: tuple[Path, Path]) -> Backends:
+    def start_all(cls, members: dict[str, str], tls_files: tuple[Path, Path],
+                  client_ca: Path | None = None) -> Backends:
+        """Every member's servers; client_ca: the CA whose clients the TLS server names."""
         services = {}
         for member, address in members.items():
             for kind, port in (("http", HTTP_PORT), ("tls", TLS_PORT), ("udp", UDP_PORT)):
-                service = Service(kind, member, address, port,
-                                  tls_files if kind == "tls" else None)
+                tls = kind == "tls"
+                service = Service(kind, member, address, port, tls_files if tls else None,
+                                  client_ca if tls else None)
                 service.start()
                 services[(member, kind)] = service
         return cls(services)

@@ -81,7 +81,9 @@ def write_pair(directory: Path, name: str, cert_pem: bytes, key_pem: bytes) -> t
 
 @pytest.fixture(scope="session")
 def backend_pki() -> ThrowawayPKI:
-    """The members' own TLS identity (CN "backend"): what HTTPS passthrough shows."""
+    """The members' own TLS identity (CN "backend"): what HTTPS passthrough shows.  Its
+    CA also signs the client certificate a re-encrypting pool presents (CN
+    "controller"), which the members' TLS servers name in their answers."""
     return ThrowawayPKI.create("backend")
 
 
@@ -89,7 +91,9 @@ def backend_pki() -> ThrowawayPKI:
 def backends(segments, backend_pki, certs_dir):
     files = write_pair(certs_dir, "backend", backend_pki.server.cert_pem,
                        backend_pki.server.key_pem)
-    servers = backend_servers.Backends.start_all(network.BACKENDS, files)
+    client_ca = certs_dir / "backend-client-ca.crt"
+    client_ca.write_bytes(backend_pki.ca.cert_pem)
+    servers = backend_servers.Backends.start_all(network.BACKENDS, files, client_ca)
     yield servers
     servers.stop_all()
 
@@ -132,8 +136,8 @@ def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
 def amphora(request, segments):
     """The amphora on ordinary ports, booted once and shared, in this order, by
     test_conformance.py (its VIP and member plugs, then every listener, deleted at
-    its end) and test_matrix.py (listeners of its own on the same plugs, left to go
-    with the VM: a module added after it starts from them).  Modules that need
+    its end), then test_matrix.py and test_tls.py (listeners of their own on the same
+    plugs and on ports of their own, left to go with the VM).  Modules that need
     another VM (the SR-IOV VIP, ACTIVE_STANDBY's pair) override this fixture and run
     first (amp-image test --conformance orders them), so two VMs never share the two
     cores."""

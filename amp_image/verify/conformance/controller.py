@@ -73,6 +73,17 @@ def store_certificate(cert_pem: bytes, key_pem: bytes) -> str:
     return LocalCertManager.store_cert(None, cert_pem, key_pem)
 
 
+def store_secret(pem: bytes) -> str:
+    """Register a CA certificate or a CRL the way Barbican would hold the secret; returns
+    its ref.  LocalCertManager has no store for secrets: its get_secret reads
+    <storage_path>/<ref>.crt, so that file is what is written."""
+    ref = new_id()
+    secret = Path(CONF.certificates.storage_path) / f"{ref}.crt"
+    secret.write_bytes(pem)
+    secret.chmod(0o600)
+    return ref
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -140,10 +151,11 @@ def health_monitor(pool_id: str, kind: str, **kw) -> models.HealthMonitor:
 def pool(topology: Topology, protocol: str, member_port_number: int,
          monitor: str | None = None, *, algorithm: str = consts.LB_ALGORITHM_ROUND_ROBIN,
          persistence: dict | None = None, members: dict[str, dict] | None = None,
-         **monitor_kw) -> models.Pool:
+         tls: dict | None = None, **monitor_kw) -> models.Pool:
     """A pool of the backends, by name: members maps each chosen backend to its Member
     options (weight, backup, monitor_address, ...); default both, weight 1.
-    persistence: the SessionPersistence's options (type, cookie_name, ...)."""
+    persistence: the SessionPersistence's options (type, cookie_name, ...);
+    tls: the Pool's TLS options (tls_enabled, ca_tls_certificate_id, ...)."""
     pool_id = new_id()
     chosen = members if members is not None else {name: {} for name in network.BACKENDS}
     new_members = [models.Member(id=new_id(), project_id=PROJECT, pool_id=pool_id,
@@ -159,7 +171,7 @@ def pool(topology: Topology, protocol: str, member_port_number: int,
                       members=new_members, load_balancer=topology.lb,
                       load_balancer_id=topology.lb.id, listeners=[], l7policies=[],
                       provisioning_status=consts.ACTIVE, operating_status=consts.ONLINE,
-                      tls_enabled=False)
+                      **({"tls_enabled": False} | (tls or {})))
     for member in new_members:
         member.pool = new
     if persistence:
@@ -230,3 +242,13 @@ def delete_listeners(driver, lb: models.LoadBalancer) -> None:
             # The driver drops haproxy listeners from the LB itself; an LVS listener
             # leaves the controller's database when its delete flow ends.
             lb.listeners.remove(gone)
+
+
+def drop_listener(lb: models.LoadBalancer, gone: models.Listener) -> None:
+    """A listener the amphora never took, gone from the controller's objects (as its
+    create flow reverts): the load balancer, its pools and its policies' pools."""
+    lb.listeners.remove(gone)
+    for each in gone.pools:
+        each.listeners.remove(gone)
+        if not each.listeners:
+            lb.pools.remove(each)

@@ -43,6 +43,7 @@ from amp_image.verify.conformance.clients import (
     wait_until,
 )
 from amp_image.verify.conformance.heartbeats import member_status, wait_member
+from amp_image.verify.conformance.plugs import plug_vip
 from amp_image.verify.guide_pki import make_guide_pki
 from amp_image.verify.pki import ThrowawayPKI
 
@@ -133,19 +134,6 @@ def test_heartbeat_with_a_wrong_key_is_rejected(heartbeats):
 
 
 # --- plugging ------------------------------------------------------------------------
-
-def plug_vip(octavia, amphora_host, mac: str) -> str:
-    """post_vip_plug through the driver; the NIC with that MAC becomes eth1 in the
-    namespace with the VIP and VRRP addresses.  Returns the namespace's nft ruleset."""
-    topology = octavia.topology
-    octavia.driver.post_vip_plug(octavia.amp, octavia.lb, {}, controller.vrrp_port(topology, mac),
-                                 topology.vip_subnet, additional_vip_data=[])
-    eth1 = json.loads(amphora_host.check_output(f"{NS} ip -j addr show eth1"))[0]
-    assert eth1["address"] == mac
-    addresses = {a["local"] for a in eth1["addr_info"] if a["family"] == "inet"}
-    assert {network.VIP, octavia.amp.vrrp_ip} <= addresses
-    return amphora_host.check_output(f"{NS} nft list ruleset")
-
 
 def test_post_vip_plug(octavia, amphora_host):
     """VIP plug (post_vip_plug), an ordinary (non SR-IOV) port, with TCP notrack."""

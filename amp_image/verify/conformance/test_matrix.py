@@ -3,8 +3,9 @@ scenario tests (test_pool, test_member, test_healthmonitor, test_l7policy,
 test_l7rule, test_traffic_ops) ask of an amphora beyond test_conformance.py.
 
 Runs after test_conformance.py on the same VM (its VIP and member plugs; see
-conftest.py's ``amphora``), with listeners of its own.  It is the last module on that
-VM, so its listeners go with the VM: deleting them one by one through the driver
+conftest.py's ``amphora``), with listeners of its own on ports no other module uses.
+They stay, for the modules after it too, and go with the VM: deleting them one by one
+through the driver
 (test_conformance.py proves that) took 223 s here at 1 vCPU.  Everything goes
 through Octavia's driver with ``data_models`` objects, and every claim is seen in
 real traffic from the VIP bridge or in the amphora's heartbeats:
@@ -40,7 +41,7 @@ from amp_image.verify.conformance.clients import (
     wait_until,
 )
 from amp_image.verify.conformance.heartbeats import wait_member
-from amp_image.verify.conformance.test_conformance import plug_vip
+from amp_image.verify.conformance.plugs import ensure_plugged
 
 HTTP, TCP, UDP = consts.PROTOCOL_HTTP, consts.PROTOCOL_TCP, consts.PROTOCOL_UDP
 SOURCE_IP, HTTP_COOKIE, APP_COOKIE = (consts.SESSION_PERSISTENCE_SOURCE_IP,
@@ -139,18 +140,11 @@ def _make_listeners(topology) -> dict[str, object]:
     return listeners
 
 
-def _vip_plugged(amphora_host) -> bool:
-    return amphora_host.run(f"{NS} ip link show eth1").rc == 0
-
-
 @pytest.fixture(scope="module")
 def matrix(octavia, amphora_host, backends):
     """The matrix's listeners on the shared amphora.  It plugs the VIP and member
     ports only when test_conformance.py did not (run alone with -k)."""
-    if not _vip_plugged(amphora_host):
-        plug_vip(octavia, amphora_host, network.VIP_MAC)
-        octavia.driver.post_network_plug(
-            octavia.amp, controller.member_port(octavia.topology, network.MEMBER_MAC), {})
+    ensure_plugged(octavia, amphora_host)
     controller.delete_listeners(octavia.driver, octavia.lb)  # none, after test_conformance
     for address in CLIENTS:
         network.VIP_SEGMENT.add_address(address)

@@ -30,7 +30,7 @@ from amp_image.verify.conformance.clients import (
     wait_until,
 )
 from amp_image.verify.conformance.conftest import make_octavia, own_amphora
-from amp_image.verify.conformance.test_conformance import plug_vip
+from amp_image.verify.conformance.plugs import plug_vip
 from amp_image.verify.vmspec import Flavor
 
 ALLOWED, OTHER = 80, 81
