@@ -67,6 +67,10 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+class _HTTP6Server(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
 class _UDPEcho(socketserver.BaseRequestHandler):
     member = "?"
 
@@ -96,7 +100,8 @@ class Service:
         attrs = {"member": self.member}
         if self.kind == "udp":
             return _UDPServer((self.address, self.port), type("H", (_UDPEcho,), attrs))
-        server = _HTTPServer((self.address, self.port), type("H", (_Handler,), attrs))
+        server_type = _HTTP6Server if ":" in self.address else _HTTPServer
+        server = server_type((self.address, self.port), type("H", (_Handler,), attrs))
         if self.kind == "tls":
             assert self.tls_files
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -136,6 +141,13 @@ class Backends:
                 service.start()
                 services[(member, kind)] = service
         return cls(services)
+
+    def add_http(self, member: str, address: str) -> None:
+        """One more HTTP server for a member, at another of its addresses (keyed
+        (member, "http " + address))."""
+        service = Service("http", member, address, HTTP_PORT)
+        service.start()
+        self.services[(member, f"http {address}")] = service
 
     def __getitem__(self, key: tuple[str, str]) -> Service:
         return self.services[key]

@@ -15,14 +15,15 @@ MEMBER_A, MEMBER_B = network.BACKENDS
 
 def http_get(port: int, path: str = "/", timeout: float = 5, tls: ssl.SSLContext | None = None,
              server_name: str | None = None, headers: dict[str, str] | None = None,
-             source: str | None = None) -> tuple[int, dict[str, str], str]:
+             source: str | None = None, vip: str = network.VIP
+             ) -> tuple[int, dict[str, str], str]:
     """A GET to the VIP: (status, headers by lower-case name, body); raises OSError when
     nothing answers.
     headers: the request's own (Host is "vip" unless given); source: the client's
-    address on the VIP bridge (default: its first)."""
+    address on the VIP bridge (default: its first); vip: the VIP address to ask."""
     sent = "".join(f"{name}: {value}\r\n" for name, value in
                    ({"Host": "vip"} | (headers or {})).items())
-    with socket.create_connection((network.VIP, port), timeout=timeout,
+    with socket.create_connection((vip, port), timeout=timeout,
                                   source_address=(source, 0) if source else None) as raw:
         conn = tls.wrap_socket(raw, server_hostname=server_name) if tls else raw
         conn.sendall(f"GET {path} HTTP/1.0\r\n{sent}\r\n".encode())

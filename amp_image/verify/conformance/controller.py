@@ -96,6 +96,14 @@ class Topology:
     lb: models.LoadBalancer
     vip_subnet: net_models.Subnet
     member_subnet: net_models.Subnet
+    vip6_subnet: net_models.Subnet
+    member6_subnet: net_models.Subnet
+    sriov_member_subnet: net_models.Subnet
+
+
+def subnet(cidr: str, gateway: str) -> net_models.Subnet:
+    return net_models.Subnet(id=new_id(), cidr=cidr, gateway_ip=gateway,
+                             ip_version=6 if ":" in cidr else 4, host_routes=[])
 
 
 def make_topology(amphora_id: str, *, vnic_type: str = consts.VNIC_TYPE_NORMAL) -> Topology:
@@ -105,19 +113,29 @@ def make_topology(amphora_id: str, *, vnic_type: str = consts.VNIC_TYPE_NORMAL) 
         lb_network_ip="127.0.0.1", vrrp_ip=network.VIP.rsplit(".", 1)[0] + ".11",
         ha_ip=network.VIP, vrrp_port_id=new_id(), ha_port_id=new_id(),
         role=consts.ROLE_STANDALONE)
-    vip_subnet = net_models.Subnet(id=new_id(), cidr=network.VIP_CIDR,
-                                   gateway_ip=network.VIP_GATEWAY, ip_version=4, host_routes=[])
-    member_subnet = net_models.Subnet(id=new_id(), cidr=network.MEMBER_CIDR,
-                                      gateway_ip=network.MEMBER_GATEWAY, ip_version=4,
-                                      host_routes=[])
+    vip_subnet = subnet(network.VIP_CIDR, network.VIP_GATEWAY)
+    vip6_subnet = subnet(network.VIP6_CIDR, network.VIP6_GATEWAY)
     vip = models.Vip(load_balancer_id=lb_id, ip_address=network.VIP, subnet_id=vip_subnet.id,
                      network_id=new_id(), port_id=amphora.ha_port_id, vnic_type=vnic_type)
     lb = models.LoadBalancer(id=lb_id, project_id=PROJECT, enabled=True, vip=vip,
                              amphorae=[amphora], listeners=[], pools=[],
-                             topology=consts.TOPOLOGY_SINGLE, additional_vips=[],
+                             topology=consts.TOPOLOGY_SINGLE,
                              provisioning_status=consts.ACTIVE)
+    # The second VIP subnet on the VIP's port (additional_vips, 2024.1 and later).
+    lb.additional_vips = [models.AdditionalVip(
+        load_balancer_id=lb_id, ip_address=network.VIP6, subnet_id=vip6_subnet.id,
+        network_id=vip.network_id, port_id=vip.port_id, load_balancer=lb)]
     amphora.load_balancer = lb
-    return Topology(amphora, lb, vip_subnet, member_subnet)
+    return Topology(amphora, lb, vip_subnet,
+                    subnet(network.MEMBER_CIDR, network.MEMBER_GATEWAY), vip6_subnet,
+                    subnet(network.MEMBER6_CIDR, network.MEMBER6_GATEWAY),
+                    subnet(network.SRIOV_MEMBER_CIDR, network.SRIOV_MEMBER_GATEWAY))
+
+
+def additional_vip_data(topology: Topology) -> list[net_models.AdditionalVipData]:
+    """What the controller's flow hands post_vip_plug for the additional VIPs."""
+    return [net_models.AdditionalVipData(ip_address=network.VIP6,
+                                         subnet=topology.vip6_subnet)]
 
 
 def vrrp_port(topology: Topology, mac: str) -> net_models.Port:
@@ -128,14 +146,26 @@ def vrrp_port(topology: Topology, mac: str) -> net_models.Port:
                                                          subnet=topology.vip_subnet)])
 
 
-def member_port(topology: Topology, mac: str, vnic_type: str = consts.VNIC_TYPE_NORMAL
-                ) -> net_models.Port:
-    subnet = topology.member_subnet
+def member_port(topology: Topology, mac: str) -> net_models.Port:
+    """The member network's port: an IPv4 and an IPv6 address."""
+    return _port(mac, consts.VNIC_TYPE_NORMAL,
+                 [(topology.member_subnet, network.MEMBER_PORT_IP),
+                  (topology.member6_subnet, network.MEMBER6_PORT_IP)])
+
+
+def sriov_member_port(topology: Topology, mac: str) -> net_models.Port:
+    """A member port that is a VF (vnic_type direct, allow_member_sriov)."""
+    return _port(mac, consts.VNIC_TYPE_DIRECT,
+                 [(topology.sriov_member_subnet, network.SRIOV_MEMBER_PORT_IP)])
+
+
+def _port(mac: str, vnic_type: str, addresses: list[tuple[net_models.Subnet, str]]
+          ) -> net_models.Port:
     return net_models.Port(id=new_id(), mac_address=mac, vnic_type=vnic_type,
                            network=net_models.Network(id=new_id(), mtu=MTU),
-                           fixed_ips=[net_models.FixedIP(subnet_id=subnet.id,
-                                                         ip_address=network.MEMBER_PORT_IP,
-                                                         subnet=subnet)])
+                           fixed_ips=[net_models.FixedIP(subnet_id=each.id, ip_address=address,
+                                                         subnet=each)
+                                      for each, address in addresses])
 
 
 def health_monitor(pool_id: str, kind: str, **kw) -> models.HealthMonitor:
@@ -151,15 +181,17 @@ def health_monitor(pool_id: str, kind: str, **kw) -> models.HealthMonitor:
 def pool(topology: Topology, protocol: str, member_port_number: int,
          monitor: str | None = None, *, algorithm: str = consts.LB_ALGORITHM_ROUND_ROBIN,
          persistence: dict | None = None, members: dict[str, dict] | None = None,
-         tls: dict | None = None, **monitor_kw) -> models.Pool:
+         tls: dict | None = None, addresses: dict[str, str] = network.BACKENDS,
+         **monitor_kw) -> models.Pool:
     """A pool of the backends, by name: members maps each chosen backend to its Member
     options (weight, backup, monitor_address, ...); default both, weight 1.
+    addresses: each backend's address (default its IPv4 one on the member network).
     persistence: the SessionPersistence's options (type, cookie_name, ...);
     tls: the Pool's TLS options (tls_enabled, ca_tls_certificate_id, ...)."""
     pool_id = new_id()
     chosen = members if members is not None else {name: {} for name in network.BACKENDS}
     new_members = [models.Member(id=new_id(), project_id=PROJECT, pool_id=pool_id,
-                                 ip_address=network.BACKENDS[name],
+                                 ip_address=addresses[name],
                                  protocol_port=member_port_number,
                                  subnet_id=topology.member_subnet.id,
                                  operating_status=consts.NO_MONITOR,

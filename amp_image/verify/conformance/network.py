@@ -6,8 +6,13 @@ is left on the host and no packet leaves it.
 
     br-vip  10.0.3.0/24  client and VIP subnet gateway 10.0.3.1; the amphora's
                          VIP NIC (tap) is plugged by the driver with 10.0.3.10
+            fd00:3::/64  the additional IPv6 VIP fd00:3::10, client fd00:3::1
+            10.0.5.0/24  the SR-IOV member subnet: backends 10.0.5.101 and .102,
+                         reached through a VF on the igb PF's wire (10.0.5.20)
     br-mbr  10.0.4.0/24  gateway 10.0.4.1; backends 10.0.4.101 and .102 (real
                          servers); the amphora's member NIC gets 10.0.4.20
+            fd00:4::/64  gateway fd00:4::1; backends fd00:4::101 and ::102; the
+                         member NIC gets fd00:4::20 too
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ MEMBER_GATEWAY = "10.0.4.1"
 MEMBER_PORT_IP = "10.0.4.20"
 BACKENDS = {"member-a": "10.0.4.101", "member-b": "10.0.4.102"}
 PREFIX = 24
+VIP6_CIDR = "fd00:3::/64"
+VIP6_GATEWAY = "fd00:3::1"
+VIP6 = "fd00:3::10"
+MEMBER6_CIDR = "fd00:4::/64"
+MEMBER6_GATEWAY = "fd00:4::1"
+MEMBER6_PORT_IP = "fd00:4::20"
+BACKENDS6 = {"member-a": "fd00:4::101", "member-b": "fd00:4::102"}
+SRIOV_MEMBER_CIDR = "10.0.5.0/24"
+SRIOV_MEMBER_GATEWAY = "10.0.5.1"
+SRIOV_MEMBER_PORT_IP = "10.0.5.20"
+SRIOV_BACKENDS = {"member-a": "10.0.5.101", "member-b": "10.0.5.102"}
 VIP_MAC = "52:54:00:cc:00:01"
 MEMBER_MAC = "52:54:00:cc:00:02"
 
@@ -42,7 +58,7 @@ def in_private_netns() -> bool:
 
 @dataclass
 class Segment:
-    """A bridge with the host-side addresses on it."""
+    """A bridge with the host-side addresses on it (each ADDRESS/PREFIX)."""
 
     bridge: str
     addresses: tuple[str, ...]
@@ -51,7 +67,9 @@ class Segment:
         ip("link", "add", self.bridge, "type", "bridge")
         ip("link", "set", self.bridge, "up")
         for address in self.addresses:
-            ip("addr", "add", f"{address}/{PREFIX}", "dev", self.bridge)
+            # nodad: an IPv6 address is usable at once (servers bind to it).
+            ip("addr", "add", address, "dev", self.bridge,
+               *(["nodad"] if ":" in address else []))
 
     def tap(self, name: str, mac: str, device: str = "virtio-net-pci",
             own_root_port: bool = False) -> Nic:
@@ -77,8 +95,16 @@ def tap_name(nic: Nic) -> str:
     return nic.netdev.split("ifname=", 1)[1].split(",", 1)[0]
 
 
-VIP_SEGMENT = Segment("br-vip", (VIP_GATEWAY,))
-MEMBER_SEGMENT = Segment("br-mbr", (MEMBER_GATEWAY, *BACKENDS.values()))
+def _with_prefix(addresses, prefix: int) -> tuple[str, ...]:
+    return tuple(f"{address}/{prefix}" for address in addresses)
+
+
+VIP_SEGMENT = Segment("br-vip", (
+    *_with_prefix((VIP_GATEWAY,), PREFIX), *_with_prefix((VIP6_GATEWAY,), 64),
+    *_with_prefix((SRIOV_MEMBER_GATEWAY, *SRIOV_BACKENDS.values()), PREFIX)))
+MEMBER_SEGMENT = Segment("br-mbr", (
+    *_with_prefix((MEMBER_GATEWAY, *BACKENDS.values()), PREFIX),
+    *_with_prefix((MEMBER6_GATEWAY, *BACKENDS6.values()), 64)))
 
 
 def create_segments() -> None:

@@ -143,15 +143,19 @@ def test_post_vip_plug(octavia, amphora_host):
 
 
 def test_post_network_plug(octavia, amphora_host, backends):
-    """Member network plug (post_network_plug): the member subnet reaches the backends."""
+    """Member network plug (post_network_plug): an IPv4 and an IPv6 address on the port;
+    the member subnets reach the backends over both."""
     octavia.driver.post_network_plug(
         octavia.amp, controller.member_port(octavia.topology, network.MEMBER_MAC), {})
     links = json.loads(amphora_host.check_output(f"{NS} ip -j addr"))
     member = [link for link in links if link.get("address") == network.MEMBER_MAC]
     assert member, links
-    assert any(a.get("local") == network.MEMBER_PORT_IP for a in member[0]["addr_info"])
-    for address in network.BACKENDS.values():
-        amphora_host.run_expect([0], f"{NS} ping -c1 -W2 {address}")
+    assigned = {a.get("local") for a in member[0]["addr_info"]}
+    assert {network.MEMBER_PORT_IP, network.MEMBER6_PORT_IP} <= assigned, assigned
+    for address in (*network.BACKENDS.values(), *network.BACKENDS6.values()):
+        # An IPv6 address is usable once its duplicate address detection ends.
+        ping = f"{NS} ping -c1 -W2 {address}"
+        wait_until(lambda ping=ping: amphora_host.run_expect([0], ping), 30, ping)
 
 
 # --- listeners ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The SR-IOV scenario through Octavia's driver: a VF of an emulated igb NIC as the VIP.
+"""The SR-IOV scenario through Octavia's driver: VFs of an emulated igb NIC as the VIP
+and as a member port.
 
 As in amp_image/verify/checks/test_sriov.py, the harness plays the physical
 host inside the guest (VFs with fixed MACs, see
@@ -14,6 +15,7 @@ the same shape.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -33,7 +35,7 @@ from amp_image.verify.conformance.conftest import make_octavia, own_amphora
 from amp_image.verify.conformance.plugs import plug_vip
 from amp_image.verify.vmspec import Flavor
 
-ALLOWED, OTHER = 80, 81
+ALLOWED, OTHER, BEHIND_MEMBER_VF = 80, 81, 82
 
 
 # The run's one 2-vCPU amphora (the others boot with the seed's 1 vCPU): the SR-IOV
@@ -66,15 +68,14 @@ def sriov_lb(octavia, backends):
     return octavia
 
 
-def rules(*ports: int) -> list[dict]:
-    return [{"protocol": consts.PROTOCOL_TCP, "cidr": f"{network.VIP_GATEWAY}/32", "port": port}
-            for port in ports]
+def rules(*ports: int, cidr: str = f"{network.VIP_GATEWAY}/32") -> list[dict]:
+    return [{"protocol": consts.PROTOCOL_TCP, "cidr": cidr, "port": port} for port in ports]
 
 
-def dropped(port: int) -> bool:
+def dropped(port: int, vip: str = network.VIP) -> bool:
     """No answer at all (the drop-all table), not a refusal."""
     try:
-        with socket.create_connection((network.VIP, port), timeout=3):
+        with socket.create_connection((vip, port), timeout=3):
             return False
     except ConnectionRefusedError:
         return False
@@ -122,3 +123,44 @@ def test_new_rules_replace_the_old(sriov_lb):
     assert wait_until(lambda: members_answering(OTHER, timeout=15) == {MEMBER_A, MEMBER_B}, 120,
                       "both members through the newly allowed port")
     assert dropped(ALLOWED)
+
+
+def test_ipv6_vip_behind_the_sriov_firewall(sriov_lb):
+    """SR-IOV firewall for the additional IPv6 VIP: an IPv6 allowed CIDR admits its port
+    (neighbour discovery works under the default drop), the other port is dropped."""
+    sriov_lb.driver.set_interface_rules(
+        sriov_lb.amp, sriov_lb.amp.vrrp_ip,
+        rules(OTHER) + rules(ALLOWED, cidr=f"{network.VIP6_GATEWAY}/128"))
+    assert wait_until(lambda: members_answering(ALLOWED, timeout=15, vip=network.VIP6)
+                      == {MEMBER_A, MEMBER_B}, 120, "both members through the IPv6 rule")
+    assert dropped(OTHER, vip=network.VIP6)
+    assert dropped(ALLOWED)  # the IPv6 rule admits no IPv4 client
+    assert members_answering(OTHER) == {MEMBER_A, MEMBER_B}
+
+
+def _vf_counters(amphora_host, mac: str) -> tuple[str, int]:
+    """(name, packets sent) of the namespace's interface with that MAC."""
+    links = json.loads(amphora_host.check_output(f"{NS} ip -j -s link"))
+    link = next(each for each in links if each.get("address") == mac)
+    return link["ifname"], link["stats64"]["tx"]["packets"]
+
+
+def test_sriov_member_port_carries_member_traffic(sriov_lb, amphora_host):
+    """SR-IOV member port (allow_member_sriov): post_network_plug of a VF (vnic_type
+    direct); a pool on its subnet is served through that VF."""
+    sriov_lb.driver.post_network_plug(
+        sriov_lb.amp, controller.sriov_member_port(sriov_lb.topology,
+                                                   emulated_sriov.MEMBER_VF_MAC), {})
+    vf, sent_before = _vf_counters(amphora_host, emulated_sriov.MEMBER_VF_MAC)
+    addresses = amphora_host.check_output(f"{NS} ip -br addr show {vf}")
+    assert network.SRIOV_MEMBER_PORT_IP in addresses, addresses
+    pool = controller.pool(sriov_lb.topology, consts.PROTOCOL_HTTP, 80,
+                           addresses=network.SRIOV_BACKENDS)
+    controller.listener(sriov_lb.topology, consts.PROTOCOL_HTTP, BEHIND_MEMBER_VF, pool)
+    sriov_lb.driver.update_amphora_listeners(sriov_lb.lb, sriov_lb.amp)
+    sriov_lb.driver.set_interface_rules(sriov_lb.amp, sriov_lb.amp.vrrp_ip,
+                                        rules(BEHIND_MEMBER_VF))
+    assert wait_until(lambda: members_answering(BEHIND_MEMBER_VF, timeout=15)
+                      == {MEMBER_A, MEMBER_B}, 120, "both members through the member VF")
+    _, sent_after = _vf_counters(amphora_host, emulated_sriov.MEMBER_VF_MAC)
+    assert sent_after >= sent_before + 6, (sent_before, sent_after)
