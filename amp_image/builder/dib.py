@@ -20,7 +20,7 @@ from pathlib import Path
 from amp_image import events
 from amp_image.builder import binfmt, debootstrap_cache, host, locks
 from amp_image.builder.dib_env import dib_command, dib_environment
-from amp_image.builder.layer_run import LAYER_OUT_DIR, choose_layers, file_layers
+from amp_image.builder.layer_run import LAYER_OUT_DIR, NOT_USED, choose_layers, file_layers
 from amp_image.builder.leftovers import release_leftovers
 from amp_image.builder.plan import LAYER_CACHE_ELEMENT, BuildPlan
 from amp_image.builder.process import ProcessTree, signals_deferred
@@ -103,14 +103,14 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         env["DIB_AMP_ESP_STAGED"] = "1"  # amphora-base builds GRUB's EFI image itself
     layer_out = work_dir / LAYER_OUT_DIR
     shutil.rmtree(layer_out, ignore_errors=True)
-    chosen = choose_layers(plan, env, emit) \
+    layer_run = choose_layers(plan, env, emit) \
         if package_cache and LAYER_CACHE_ELEMENT in plan.elements else None
-    if chosen:
-        env.update(chosen[2].env(layer_out))
-        emit(chosen[2].describe())
+    layers = layer_run.choice.describe() if layer_run else NOT_USED
+    if layer_run:
+        env.update(layer_run.choice.env(layer_out))
+        emit(layers)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    events.record("build", image=opts.output.name, arch=plan.env["ARCH"],
-                  layers=chosen[2].describe() if chosen else "layer cache not used")
+    events.record("build", image=opts.output.name, arch=plan.env["ARCH"], layers=layers)
     start = time.monotonic()
     progress = Progress(emit, start)
     cmd = dib_command(plan)
@@ -144,11 +144,10 @@ def _run_dib(plan: BuildPlan, *, device_mapper: bool, log_file: Path, verbose: b
         raise BuildError(f"disk-image-create succeeded but wrote no {built.name}; see {log_file}")
     publish_image(built, opts.output)
     manifests = move_manifests(out_dir / f"{plan.image_name}.d",
-                                opts.output.with_name(f"{plan.image_name}.d"))
-    if chosen:
-        file_layers(*chosen, layer_out, opts.cache_max_bytes, emit)
-    return BuildResult(opts.output, manifests, time.monotonic() - start, log_file,
-                       chosen[2].describe() if chosen else "layer cache not used")
+                               opts.output.with_name(f"{plan.image_name}.d"))
+    if layer_run:
+        file_layers(layer_run, layer_out, opts.cache_max_bytes, emit)
+    return BuildResult(opts.output, manifests, time.monotonic() - start, log_file, layers)
 
 
 def needs_vfat_shims(plan: BuildPlan) -> bool:

@@ -7,6 +7,7 @@ import importlib.metadata
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from amp_image.builder import layer_keys, layers
 from amp_image.builder.dib_elements import dib_elements_dir
@@ -14,10 +15,19 @@ from amp_image.builder.layer_inputs import LayerKeyError, mirror_index_dates
 from amp_image.builder.plan import BuildPlan
 
 LAYER_OUT_DIR = "layers-out"
+NOT_USED = "layer cache not used"
+
+
+class LayerRun(NamedTuple):
+    """The cache, this build's keys, and what it restores and saves."""
+
+    cache: layers.LayerCache
+    keys: layer_keys.LayerKeys
+    choice: layers.Choice
 
 
 def choose_layers(plan: BuildPlan, env: Mapping[str, str], emit: Callable[[str], None]
-                  ) -> tuple[layers.LayerCache, layer_keys.LayerKeys, layers.Choice] | None:
+                  ) -> LayerRun | None:
     """This build's layer keys and what it restores and saves; None (and a line saying
     why) when a key input cannot be read."""
     opts = plan.options
@@ -32,12 +42,13 @@ def choose_layers(plan: BuildPlan, env: Mapping[str, str], emit: Callable[[str],
         emit(f"the layer cache is off for this build: {exc}")
         return None
     cache = layers.LayerCache(opts.cache_dir, emit)
-    return cache, keys, cache.choose(keys, use=opts.layer_cache)
+    return LayerRun(cache, keys, cache.choose(keys, use=opts.layer_cache))
 
 
-def file_layers(cache: layers.LayerCache, keys: layer_keys.LayerKeys, choice: layers.Choice,
-                layer_out: Path, max_bytes: int, emit: Callable[[str], None]) -> None:
+def file_layers(run: LayerRun, layer_out: Path, max_bytes: int,
+                emit: Callable[[str], None]) -> None:
     """Move the layers this build saved into the cache, then keep it within max_bytes."""
+    cache, keys, choice = run
     kept = [choice.restore.path] if choice.restore else []
     for name in choice.save:
         staged = layer_out / f"{name}.tar.zst"
