@@ -1,6 +1,9 @@
 """amp-image's CLI: option parsing, --dry-run, and one-line errors that leave nothing behind."""
 
 import datetime
+import importlib
+import inspect
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,10 +121,24 @@ def test_one_fail_for_every_command():
 
     assert (build.fail is certs.fail is diff.fail is openstack_config.fail is publish.fail
             is test.fail is common.fail)
-    package = Path(amp_image.__file__).parent
-    defined = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
-               if "\ndef fail(" in p.read_text()]
-    assert defined == ["cli/common.py"]
+    defined = sorted({f"{obj.__module__}.{obj.__qualname__}"
+                      for module in _package_modules(amp_image)
+                      for obj in vars(module).values()
+                      if inspect.isfunction(obj) and obj.__name__ == "fail"})
+    assert defined == ["amp_image.cli.common.fail"]
+
+
+def _package_modules(package):
+    """Every module of package, imported (the conformance run's modules import octavia,
+    which only its own venv has; the elements are DIB's, not Python modules)."""
+    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        if ".elements." in info.name:
+            continue
+        try:
+            yield importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:
+            if exc.name != "octavia":
+                raise
 
 
 def test_version_names_the_commit():

@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 from amp_image.builder import leftovers
-from amp_image.builder.dib import dib_environment
+from amp_image.builder.dib_env import dib_environment
 from amp_image.builder.options import BuildOptions, HostContext
 from amp_image.builder.plan import make_plan
 from amp_image.builder.progress import Progress, last_error

@@ -196,7 +196,7 @@ def test_an_elements_tests_feed_no_layer_key_nor_provenance_digest_and_its_hooks
     before the save points changes all three."""
     import shutil
 
-    from amp_image.builder import dib, layer_keys
+    from amp_image.builder import dib_elements, layer_keys
     from amp_image.builder.digests import tree_digest
     from amp_image.builder.plan import BuildOptions, HostContext, make_plan
 
@@ -207,7 +207,7 @@ def test_an_elements_tests_feed_no_layer_key_nor_provenance_digest_and_its_hooks
 
     def state() -> tuple[str, str | None, str]:
         keys = layer_keys.layer_keys(
-            elements=plan.elements, element_dirs=[copy, dib.dib_elements_dir()],
+            elements=plan.elements, element_dirs=[copy, dib_elements.dib_elements_dir()],
             dib_version="3.43.0", env=plan.env, agent_source_kind="pypi", index_dates={})
         return keys.packages, keys.agent, tree_digest(copy / "amphora-kernel", element=True)
 

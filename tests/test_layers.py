@@ -15,11 +15,10 @@ from pathlib import Path, PurePosixPath
 import pytest
 from click.testing import CliRunner
 
-from amp_image.builder import dib, layer_keys, layers, locks
+from amp_image.builder import dib_elements, layer_keys, layers, locks
 from amp_image.builder.early_view import EarlyView, runs_after
 from amp_image.builder.layer_inputs import (
     LayerKeyError,
-    dib_elements,
     element_set,
     mirror_index_dates,
 )
@@ -417,7 +416,7 @@ def test_the_same_elements_elsewhere_make_the_same_keys(element_dir, tmp_path):
 
 def real_keys(plan, kind="pypi") -> layer_keys.LayerKeys:
     return layer_keys.layer_keys(elements=plan.elements,
-                             element_dirs=[AMP_ELEMENTS, dib.dib_elements_dir()],
+                             element_dirs=[AMP_ELEMENTS, dib_elements.dib_elements_dir()],
                              dib_version="3.43.0", env=plan.env, agent_source_kind=kind,
                              index_dates=DATES)
 
@@ -481,8 +480,8 @@ def test_where_the_real_elements_read_their_variables(real_opts):
     scripts: no whole-environment read, and each variable where a grep finds it."""
     plan = make_plan(replace(real_opts, root_password_hash="$6$x$y"), HostContext(),
                      AMP_ELEMENTS)
-    members = element_set(dib_elements(plan.elements, plan.env),
-                                 [AMP_ELEMENTS, dib.dib_elements_dir()])
+    members = element_set(dib_elements.dib_elements(plan.elements, plan.env["ARCH"]),
+                                 [AMP_ELEMENTS, dib_elements.dib_elements_dir()])
     packages, agent = EarlyView(members, PACKAGES), EarlyView(members, AGENT)
     assert not packages.everything and not agent.everything
     # amphora-kernel's pre-install.d/06-initramfs-modules; disk-image-create itself

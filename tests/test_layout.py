@@ -206,11 +206,11 @@ def _element(folder: Path) -> Path:
 
 def _provenance_digest(monkeypatch, elements: Path, name: str) -> str:
     """The element's digest as provenance publishes it, with elements as the path."""
-    from amp_image.builder import dib
+    from amp_image.builder import dib_elements
     from amp_image.publish import provenance
 
     monkeypatch.setattr(provenance, "element_paths", lambda: [elements])
-    monkeypatch.setattr(dib, "elements_dir", lambda: elements)
+    monkeypatch.setattr(dib_elements, "elements_dir", lambda: elements)
     found = {d["name"]: d for d in provenance.element_descriptors([name], "amd64")}
     return found[f"element:{name}"]["digest"]["sha256"]
 
@@ -273,13 +273,53 @@ def test_element_tests_feed_neither_the_layer_keys_nor_provenance(tmp_path, monk
 
 
 def test_dib_elements_are_found_in_one_place(tmp_path, monkeypatch):
-    """Provenance looks DIB's elements up where the build does (dib.dib_elements_dir)."""
-    from amp_image.builder import dib
+    """Provenance looks DIB's elements up where the build does
+    (dib_elements.dib_elements_dir)."""
+    from amp_image.builder import dib_elements
     from amp_image.publish import provenance
 
-    assert provenance.element_paths() == [dib.elements_dir(), dib.dib_elements_dir()]
-    monkeypatch.setattr(dib, "dib_elements_dir", lambda: tmp_path)
-    assert provenance.element_paths() == [dib.elements_dir(), tmp_path]
+    assert provenance.element_paths() == [dib_elements.elements_dir(),
+                                          dib_elements.dib_elements_dir()]
+    monkeypatch.setattr(dib_elements, "dib_elements_dir", lambda: tmp_path)
+    assert provenance.element_paths() == [dib_elements.elements_dir(), tmp_path]
+
+
+@pytest.mark.parametrize("arch", ["amd64", "x86_64", "arm64", "aarch64", "ppc64le", ""])
+@pytest.mark.parametrize("elements", [["debian-minimal", "vm"], ["vm", "block-device-gpt"],
+                                      ["debian-minimal"]])
+@pytest.mark.parametrize("skip_base", [False, True])
+def test_dib_elements_are_what_disk_image_create_builds(arch, elements, skip_base):
+    """dib_elements against DIB's own shell: arg_to_elements' _arg_defaults_hack and base."""
+    from amp_image.builder import dib_elements
+
+    lib = dib_elements.dib_elements_dir().parent / "lib"
+    script = ('source "$1/common-functions"; shift; IMAGE_ELEMENT="$(_arg_defaults_hack "$@")"; '
+              'if [ "$SKIP_BASE" != "1" ]; then IMAGE_ELEMENT="base $IMAGE_ELEMENT"; fi; '
+              'echo $IMAGE_ELEMENT')
+    env = {"PATH": "/usr/bin:/bin", "ARCH": arch, "SKIP_BASE": "1" if skip_base else "0"}
+    dib = subprocess.run(["bash", "-c", script, "bash", str(lib), *elements], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert dib_elements.dib_elements(elements, arch, skip_base=skip_base) == dib
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_the_layer_cache_and_provenance_expand_the_elements_alike(arch, monkeypatch):
+    """The element list the layer keys resolve and the one provenance resolves, for the
+    same command-line elements and architecture, are the same list."""
+    from amp_image.builder import layer_keys
+    from amp_image.publish import provenance
+
+    expanded: dict[str, list[str]] = {}
+    monkeypatch.setattr(layer_keys, "element_set",
+                        lambda elements, dirs: expanded.setdefault("layer keys", elements) and {})
+    monkeypatch.setattr(provenance, "resolve_elements",
+                        lambda elements, paths: expanded.setdefault("provenance", elements) and {})
+    requested = ["debian-minimal", "vm", "amphora-base"]
+    layer_keys.layer_keys(elements=requested, element_dirs=[], dib_version="3",
+                          env={"ARCH": arch}, agent_source_kind="pypi", index_dates={})
+    provenance.element_descriptors(requested, arch)
+    assert expanded["layer keys"] == expanded["provenance"]
+    assert "base" in expanded["provenance"] and len(expanded["provenance"]) == 5
 
 
 @pytest.mark.parametrize("args,options", [

@@ -1,7 +1,7 @@
 """The work dir and package cache locks, between real processes.
 
 Each holder is a separate Python process that takes a lock the way a build does
-(dib.claim_work_dir, locks.package_cache) and sleeps; killing it with SIGKILL
+(workdir.claim_work_dir, locks.package_cache) and sleeps; killing it with SIGKILL
 is how a build dies when nothing can clean up.  The mounts are real tmpfs
 mounts under the work dir, standing for a running build's chroot mounts.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.builder import dib, locks
+from amp_image.builder import dib_env, locks, workdir
 from amp_image.builder.options import BuildOptions, HostContext
 from amp_image.builder.plan import make_plan
 
@@ -26,11 +26,11 @@ AMP_IMAGE = str(Path(sys.executable).parent / "amp-image")
 HOLD = """
 import sys, time
 from pathlib import Path
-from amp_image.builder import dib, locks
+from amp_image.builder import dib_env, locks, workdir
 
 kind, path = sys.argv[1], Path(sys.argv[2])
 if kind == "work":
-    held = dib.claim_work_dir(path, wait=True, emit=lambda line: print(line, flush=True))
+    held = workdir.claim_work_dir(path, wait=True, emit=lambda line: print(line, flush=True))
 else:
     held = locks.package_cache(path)
 with held as other:
@@ -143,11 +143,11 @@ def test_lock_is_free_once_its_holder_is_killed(holders, tmp_path):
     first = holders("work", work)
     assert first.next_line() == "HELD"
     with pytest.raises(locks.LockBusy, match=f"PID {first.proc.pid};"), \
-            dib.claim_work_dir(work, wait=False):
+            workdir.claim_work_dir(work, wait=False):
         pass
     first.kill()
     said: list[str] = []
-    with dib.claim_work_dir(work, wait=False, emit=said.append):
+    with workdir.claim_work_dir(work, wait=False, emit=said.append):
         assert (work / locks.WORK_DIR_LOCK).read_text() == f"{os.getpid()}\n"
     assert said == []
 
@@ -166,8 +166,8 @@ def test_package_cache_goes_to_one_build_the_other_does_without(holders, tmp_pat
     with locks.package_cache(cache) as other:
         assert other == str(first.proc.pid)
     plan = make_plan(BuildOptions(cache_dir=cache), HostContext(), Path("/elements"))
-    shared = dib.dib_environment(plan, tmp_path / "bin", {"PATH": "/usr/bin"})
-    own = dib.dib_environment(plan, tmp_path / "bin", {"PATH": "/usr/bin"},
+    shared = dib_env.dib_environment(plan, tmp_path / "bin", {"PATH": "/usr/bin"})
+    own = dib_env.dib_environment(plan, tmp_path / "bin", {"PATH": "/usr/bin"},
                               package_cache=False)
     assert shared["DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE"] == "1"
     assert "DIB_APT_LOCAL_CACHE" not in shared

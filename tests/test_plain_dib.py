@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from amp_image.builder import dib, host
+from amp_image.builder import dib, dib_elements, dib_env, host, workdir
 from amp_image.builder.leftovers import release_leftovers
 from amp_image.builder.plan import BuildOptions, BuildPlan, make_plan
 from amp_image.builder.process import ProcessTree, signals_deferred
@@ -57,15 +57,15 @@ def run_plain_dib(plan: BuildPlan, log: Path) -> int:
     staged_esp = dib.needs_vfat_shims(plan)
     install_shims(work / "bin", host.device_mapper_works(), vfat=not staged_esp)
     plain = replace(plan, env=plain_environment(plan))
-    env = dib.dib_environment(plain, work / "bin", os.environ)
+    env = dib_env.dib_environment(plain, work / "bin", os.environ)
     if staged_esp:
         env["DIB_AMP_ESP_STAGED"] = "1"  # goes with the mount shims (amphora-grub)
-    with dib.claim_work_dir(work), open(log, "w") as out:
+    with workdir.claim_work_dir(work), open(log, "w") as out:
         def on_line(line: str) -> None:
             if not out.closed:  # a process that outlived a stop may still write
                 out.write(line)
 
-        tree = ProcessTree(dib.dib_command(plain), env=env, cwd=work, on_line=on_line)
+        tree = ProcessTree(dib_env.dib_command(plain), env=env, cwd=work, on_line=on_line)
         try:
             return tree.wait()
         except BaseException:
@@ -80,7 +80,7 @@ def test_plain_disk_image_create_builds_an_amphora_whose_agent_answers(tmp_path)
     # The run's cache (DIB's image cache: the debootstrap tarball the default build
     # made); amp-image's layer cache stays off without its variables.
     opts = BuildOptions(work_dir=tmp_path / "work", output=tmp_path / "amphora-plain-dib.qcow2")
-    plan = make_plan(opts, host.host_context(os.environ), dib.elements_dir())
+    plan = make_plan(opts, host.host_context(os.environ), dib_elements.elements_dir())
     log = tmp_path / "dib.log"
     returncode = run_plain_dib(plan, log)
     tail = log.read_text(errors="replace")[-4000:]

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from test_publish import make_small_image, run_publish, sums_verify
 from test_signing import make_key, write_key
 
-from amp_image.builder import dib
+from amp_image.builder import dib_elements
 from amp_image.builder.digests import tree_digest
 from amp_image.image.inventory import enabled_units
 from amp_image.image.records import AptIndex, parse_apt_indexes
-from amp_image.publish import provenance, signing
+from amp_image.publish import signing
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "6.12.118+deb13-amd64"
@@ -187,7 +187,7 @@ def test_elements_with_their_content_hashes(statement):
     assert {"base", "block-device-mbr", "dpkg", *deps_of_base} <= set(elements)
     base = elements["amphora-base"]
     assert base["annotations"]["origin"] == "amp-image"
-    assert base["digest"]["sha256"] == tree_digest(dib.elements_dir() / "amphora-base",
+    assert base["digest"]["sha256"] == tree_digest(dib_elements.elements_dir() / "amphora-base",
                                                    element=True)
     assert elements["debian-minimal"]["annotations"]["origin"] == "diskimage-builder"
     assert all(len(d["digest"]["sha256"]) == 64 for d in elements.values())
@@ -334,14 +334,6 @@ def test_tree_digest(tmp_path):
     assert tree_digest(element) != tree_digest(element, element=True)
     (element / "install.d" / "tests").mkdir()  # only the top-level tests/ is DIB's
     assert tree_digest(element, element=True) != as_element
-
-
-def test_dib_defaults():
-    assert provenance.dib_defaults(["debian-minimal", "vm"], "amd64") == [
-        "base", "debian-minimal", "vm", "block-device-mbr"]
-    assert provenance.dib_defaults(["vm"], "arm64")[-1] == "block-device-efi"
-    assert provenance.dib_defaults(["vm", "block-device-gpt"], "amd64") == [
-        "base", "vm", "block-device-gpt"]
 
 
 def test_apt_index_names():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amp_image.builder import dib, rootpw
+from amp_image.builder import dib, dib_elements, dib_env, rootpw
 from amp_image.builder.options import BuildOptions, HostContext
 from amp_image.builder.plan import make_plan
 from amp_image.errors import PlanError
@@ -71,14 +71,14 @@ def test_plan_carries_neither_password_nor_hash(tmp_path):
     plan = make_plan(opts, HostContext(), Path("/elements"))
     assert "root-passwd" in plan.elements
     printed = yaml.safe_dump(plan.as_dict())
-    dib_env = dib.dib_environment(plan, tmp_path / "bin", {
+    environment = dib_env.dib_environment(plan, tmp_path / "bin", {
         "PATH": "/usr/bin", rootpw.ENV_VAR: SECRET, "DIB_PASSWORD": SECRET})
-    for text in (printed, repr(plan.env), repr(dib_env), repr(dib.dib_command(plan)),
+    for text in (printed, repr(plan.env), repr(environment), repr(dib_env.dib_command(plan)),
                  repr(opts), repr(plan)):
         assert SECRET not in text and hashed not in text
-    assert dib_env["DIB_AMP_ROOT_PASSWORD_HASH_FILE"] == \
+    assert environment["DIB_AMP_ROOT_PASSWORD_HASH_FILE"] == \
         str(tmp_path / "w" / "secrets" / "root-password.hash")
-    assert dib_env["DIB_AMP_ROOT_PASSWORD_SSH"] == "0"
+    assert environment["DIB_AMP_ROOT_PASSWORD_SSH"] == "0"
     assert plan.as_dict()["root_password"] == "serial console"
 
 
@@ -264,7 +264,7 @@ def test_runner_gives_dib_the_hash_in_a_private_file_only(tmp_path, monkeypatch)
     work = tmp_path / "work"
     opts = BuildOptions(root_password_hash=hashed, work_dir=work, cache_dir=tmp_path / "cache",
                         output=tmp_path / "amp.qcow2")
-    plan = make_plan(opts, HostContext(), dib.elements_dir())
+    plan = make_plan(opts, HostContext(), dib_elements.elements_dir())
     record = tmp_path / "record.json"
     base = {"PATH": os.environ["PATH"], "FAKE_DIB_RECORD": str(record),
             rootpw.ENV_VAR: SECRET, "DIB_PASSWORD": SECRET}

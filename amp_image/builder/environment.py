@@ -1,6 +1,6 @@
 """The environment and arguments a plan gives disk-image-create: mirrors, the agent's
 source, reproduction (snapshot, pins, SOURCE_DATE_EPOCH) and the image's shape.  Pure:
-paths under the work dir are named here, written by dib.py."""
+paths under the work dir are named here, written by workdir.py."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _option_env(opts: BuildOptions, host: HostContext) -> dict[str, str]:
         if opts.ca_in_image:
             env["DIB_AMP_CA_IN_IMAGE"] = "1"
     if opts.root_password_hash:
-        # The hash itself reaches DIB as a file (dib.py writes it, mode 0600, for
+        # The hash itself reaches DIB as a file (workdir.py writes it, mode 0600, for
         # the build only): DIB records its environment in the image's manifests.
         env["DIB_AMP_ROOT_PASSWORD_HASH_FILE"] = str(opts.work_dir / ROOT_PASSWORD_HASH_FILE)
         env["DIB_AMP_ROOT_PASSWORD_SSH"] = "1" if opts.root_password_ssh else "0"

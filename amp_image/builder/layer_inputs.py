@@ -5,7 +5,6 @@ read is a LayerKeyError (the build turns the cache off)."""
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -44,19 +43,6 @@ def _index_date(url: str, timeout: float) -> str:
     except requests.RequestException as exc:
         raise LayerKeyError(f"cannot read {url}: {exc}") from exc
     raise LayerKeyError(f"{url} has no Date field")
-
-
-def dib_elements(elements: Iterable[str], env: Mapping[str, str]) -> list[str]:
-    """The elements disk-image-create expands (arg_to_elements): the base element and,
-    for a vm without a block-device element, the default one."""
-    listed = list(elements)
-    if "vm" in listed and not any(e.startswith("block-device-") for e in listed):
-        try:  # [[ "arm64 aarch64" =~ $ARCH ]]
-            efi = re.search(env.get("ARCH", ""), "arm64 aarch64") is not None
-        except re.error:
-            efi = False
-        listed.append("block-device-efi" if efi else "block-device-mbr")
-    return listed if env.get("SKIP_BASE") == "1" else ["base", *listed]
 
 
 def element_set(elements: Iterable[str], element_dirs: list[Path]) -> dict[str, list[Path]]:

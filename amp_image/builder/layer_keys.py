@@ -52,9 +52,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amp_image.builder.dib_elements import dib_elements
 from amp_image.builder.digests import json_digest, sha256_file, tree_digest
 from amp_image.builder.early_view import EarlyView
-from amp_image.builder.layer_inputs import dib_elements, element_set
+from amp_image.builder.layer_inputs import element_set
 
 # The records' and keys' format: a new one never matches an old layer.
 FORMAT = 1
@@ -125,7 +126,9 @@ def layer_keys(*, elements: Iterable[str], element_dirs: Iterable[Path], dib_ver
                index_dates: Mapping[str, str]) -> LayerKeys:
     """Both keys, from plain values (the caller reads the mirror); each over what can
     feed the work before its save point (see the module's docstring)."""
-    members = element_set(dib_elements(elements, env), [Path(d) for d in element_dirs])
+    members = element_set(
+        dib_elements(elements, env.get("ARCH", ""), skip_base=env.get("SKIP_BASE") == "1"),
+        [Path(d) for d in element_dirs])
     inputs: dict = {"format": FORMAT, "dib": dib_version, "mirror_index": dict(index_dates)}
     inputs["packages"] = _layer_inputs(members, SAVE_POINTS["packages"], env, agent=False)
     packages = json_digest(inputs)

@@ -5,7 +5,7 @@ owner can read (--root-password-file) or a prompt (--root-password-prompt),
 never from the command line, which every user of the host can read in ps or
 /proc.  It is hashed at once on the host (SHA-512 crypt, ``openssl passwd -6``
 fed on stdin) and the plain text is dropped; the build sees only the hash, in
-a file only root can read (see dib.py and the root-passwd element), never in
+a file only root can read (see workdir.py and the root-passwd element), never in
 DIB's environment (which DIB records in its dib_environment manifests).
 """
 

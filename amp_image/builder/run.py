@@ -15,6 +15,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 from amp_image.builder import binfmt, dib, host, preflight
+from amp_image.builder.dib_elements import elements_dir
 from amp_image.builder.plan import BuildPlan, make_plan
 from amp_image.builder.process import stop_on_sigterm
 from amp_image.builder.request import (
@@ -65,7 +66,7 @@ def plan_request(request: BuildRequest, hooks: Hooks) -> BuildPlan:
         opts = with_full_agent_ref(opts)
     context = host.host_context(hooks.environ, ca_bundle=request.ca_bundle or "",
                                 mirror=request.mirror or "")
-    return make_plan(opts, context, dib.elements_dir())
+    return make_plan(opts, context, elements_dir())
 
 
 def check_host(plan: BuildPlan, environ: MutableMapping[str, str]) -> None:

@@ -33,8 +33,7 @@ import re
 from pathlib import Path
 
 from amp_image import version
-from amp_image.builder import dib
-from amp_image.builder.compat import ARCH_ALIASES, UEFI_ONLY_ARCHES
+from amp_image.builder import dib_elements
 from amp_image.builder.digests import tree_digest
 from amp_image.image.inventory import ImageInventory
 
@@ -52,18 +51,7 @@ DIB_LOG_VERSION = re.compile(r"diskimage-builder version (\S+)")
 
 def element_paths() -> list[Path]:
     """Where elements are looked up: amp-image's first (it overrides), then DIB's."""
-    return [p for p in (dib.elements_dir(), dib.dib_elements_dir()) if p.is_dir()]
-
-
-def dib_defaults(requested: list[str], architecture: str) -> list[str]:
-    """What disk-image-create adds to the command line's elements (common-functions'
-    arg_to_elements): ``base``, and a block-device element with ``vm`` when none is given
-    (amp-image never passes -n, which would leave out base)."""
-    elements = ["base", *requested]
-    if "vm" in requested and not any(e.startswith("block-device-") for e in requested):
-        elements.append("block-device-efi" if ARCH_ALIASES.get(architecture) in UEFI_ONLY_ARCHES
-                        else "block-device-mbr")
-    return elements
+    return [p for p in (dib_elements.elements_dir(), dib_elements.dib_elements_dir()) if p.is_dir()]
 
 
 def resolve_elements(requested: list[str], paths: list[Path]) -> dict[str, Path | None]:
@@ -92,9 +80,10 @@ def element_descriptors(requested: list[str], architecture: str) -> list[dict]:
     if not requested:
         return []
     paths = element_paths()
-    amp_elements = dib.elements_dir().resolve()
+    amp_elements = dib_elements.elements_dir().resolve()
     descriptors = []
-    for name, path in resolve_elements(dib_defaults(requested, architecture), paths).items():
+    for name, path in resolve_elements(dib_elements.dib_elements(requested, architecture),
+                                       paths).items():
         annotations = {"requested": name in requested}
         item: dict = {"name": f"element:{name}"}
         if path is None:
