@@ -164,3 +164,23 @@ def test_rendering_with_the_controllers_templater():
         # locally.  The amphora-agent element splits it (docs/conformance.md).
         assert text.rstrip().endswith("local1.* call admin_forwarding*.* stop"), text
     assert left.split() == ["None", "UDP"]  # the overrides were for the rendering only
+
+
+FIX = ROOT / "amp_image/elements/amphora-agent/static/usr/local/bin/amphora-rsyslog-conf-fix"
+
+
+def test_the_glued_stop_rule_is_split(tmp_path):
+    """amphora-rsyslog-conf-fix (rsyslog.service's ExecStartPre) splits the line
+    Octavia 19.0.0 renders, and leaves any other file as it is."""
+    glued = tmp_path / "glued.conf"
+    glued.write_text("}\nlocal1.* call admin_forwarding*.* stop")
+    subprocess.run([str(FIX), str(glued)], check=True)
+    assert glued.read_text() == "}\nlocal1.* call admin_forwarding\n*.* stop"
+    for text in ("local0.=info call tenant_forwarding\n*.* stop",
+                 "*.*;local0.none call admin_forwarding\n*.* stop",
+                 "local1.* call admin_forwarding"):
+        other = tmp_path / "other.conf"
+        other.write_text(text)
+        subprocess.run([str(FIX), str(other)], check=True)
+        assert other.read_text() == text
+    subprocess.run([str(FIX), str(tmp_path / "absent.conf")], check=True)
