@@ -131,6 +131,9 @@ def test_receiver_keeps_udp_and_tcp_messages_by_target():
         assert {(r.target, r.transport, r.raw) for r in receiver.received()} == {
             ("tenant", "UDP", FORWARDED_TENANT), ("tenant", "TCP", FORWARDED_ADMIN),
             ("tenant", "TCP", GUIDE_LINE)}
+        assert receiver.count() == 3
+        assert len(receiver.matching(lambda r: r.transport == "TCP")) == 2
+        assert receiver.matching(lambda r: True, since=3) == []
         with pytest.raises(AssertionError, match="no log message with nothing"):
             receiver.wait_for(lambda r: False, 1, "nothing")
     finally:

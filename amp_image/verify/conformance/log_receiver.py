@@ -93,14 +93,20 @@ class LogReceiver:
         with self._lock:
             return list(self._received)
 
-    def matching(self, predicate: Callable[[Received], bool]) -> list[Received]:
-        return [r for r in self.received() if predicate(r)]
+    def count(self) -> int:
+        with self._lock:
+            return len(self._received)
+
+    def matching(self, predicate: Callable[[Received], bool], since: int = 0
+                 ) -> list[Received]:
+        return [r for r in self.received()[since:] if predicate(r)]
 
     def wait_for(self, predicate: Callable[[Received], bool], timeout: float,
-                 what: str) -> Received:
-        """The first message received (since the start) that satisfies predicate."""
+                 what: str, since: int = 0) -> Received:
+        """The first message that satisfies predicate, of those received after the
+        first `since` (count() before the action that should log)."""
         try:
-            return poll_until(lambda: next(iter(self.matching(predicate)), None),
+            return poll_until(lambda: next(iter(self.matching(predicate, since)), None),
                               timeout=timeout, interval=0.5)
         except PollTimeout:
             latest = [(r.target, r.transport, r.raw[:200]) for r in self.received()[-5:]]

@@ -52,8 +52,8 @@ ARRIVAL = 60  # seconds for a message to reach its target
 
 @pytest.fixture(scope="module")
 def listener(octavia, amphora_host, backends):
-    """One HTTP listener, its pool's member B monitored at a closed port (DOWN: every
-    request goes to A, and haproxy logs the change as an administrative message)."""
+    """One HTTP listener, its pool's member B monitored at a closed port (haproxy
+    marks it DOWN and logs that as an administrative message)."""
     if amphora_host.run(f"{NS} ip link show eth1").rc != 0:  # test_conformance.py skipped
         plug_vip(octavia, amphora_host, network.VIP_MAC)
         octavia.driver.post_network_plug(
@@ -112,11 +112,12 @@ def log_to_octavia_socket(amphora_host, facility: int, text: str) -> None:
                                  f"-t amp-image {text}")
 
 
-def admin_text(log_receiver: LogReceiver, text: str, transport: str) -> Received:
+def admin_text(log_receiver: LogReceiver, text: str, transport: str, since: int = 0
+               ) -> Received:
     return log_receiver.wait_for(
         lambda r: (r.target == "admin" and r.transport == transport and r.message is not None
                    and text in r.message.text), ARRIVAL,
-        f"{text!r} at the admin target over {transport}")
+        f"{text!r} at the admin target over {transport}", since)
 
 
 def install_rsyslog_conf(amphora_host, text: str) -> None:
@@ -146,7 +147,7 @@ def test_tenant_flow_log_arrives_in_octavias_format(octavia, listener, log_recei
     """Tenant flow log offloading (tenant_log_targets, UDP): one entry per request, in
     Octavia's user_log_format, with the request's own values."""
     sent = Sent(f"/flow-{uuid.uuid4().hex}")
-    assert sent.status == 200 and sent.member == MEMBER_A, sent.answer[:200]
+    assert sent.status == 200, sent.answer[:200]
     received = wait_flow_log(log_receiver, sent, "UDP")
     record_property("flow_log", received.raw.decode(errors="replace"))
     header = received.message
@@ -154,9 +155,13 @@ def test_tenant_flow_log_arrives_in_octavias_format(octavia, listener, log_recei
         (USER_FACILITY, INFO, "haproxy"), received.raw
     assert header.hostname == f"amphora-{amphora.amphora_id}", received.raw
     flow = parse_flow_log(header.text)
-    member_a = next(m for m in listener.default_pool.members
-                    if m.ip_address == network.BACKENDS[MEMBER_A])
-    assert_flow_fields(flow, sent, octavia.lb.id, listener, member_a.id)
+    assert_flow_fields(flow, sent, octavia.lb.id, listener, member(listener, sent.member).id)
+
+
+def member(listener, name: str):
+    """The listener's pool member of a backend, by the name it answers with."""
+    return next(m for m in listener.default_pool.members
+                if m.ip_address == network.BACKENDS[name])
 
 
 def assert_flow_fields(flow: FlowLog, sent: Sent, lb_id: str, listener, member_id: str) -> None:
@@ -175,15 +180,15 @@ def assert_flow_fields(flow: FlowLog, sent: Sent, lb_id: str, listener, member_i
 def test_admin_logs_arrive(octavia, listener, log_receiver, amphora_host):
     """Administrative log offloading (admin_log_targets, UDP): haproxy's and the agent's
     LOCAL1 messages reach the admin target."""
-    member_b = next(m for m in listener.default_pool.members
-                    if m.ip_address == network.BACKENDS[MEMBER_B])
+    member_b = member(listener, MEMBER_B)
     haproxy = log_receiver.wait_for(
         lambda r: (r.target == "admin" and r.message is not None
                    and r.message.tag == "haproxy" and member_b.id in r.message.text),
         ARRIVAL, f"haproxy's message about member {member_b.id} (DOWN) at the admin target")
     assert haproxy.message.local_facility == ADMIN_FACILITY, haproxy.raw
+    start = log_receiver.count()
     octavia.client.get_details(octavia.amp)  # the agent logs each request it serves
-    admin_text(log_receiver, "/details", "UDP")
+    admin_text(log_receiver, "/details", "UDP", since=start)
     text = marker("admin")
     log_to_octavia_socket(amphora_host, ADMIN_FACILITY, text)
     assert admin_text(log_receiver, text, "UDP").message.local_facility == ADMIN_FACILITY
@@ -203,7 +208,8 @@ def test_nothing_written_on_the_amphora_disk(listener, log_receiver, amphora_hos
     log_to_octavia_socket(amphora_host, ADMIN_FACILITY, admin)
     wait_flow_log(log_receiver, sent, "UDP")
     admin_text(log_receiver, admin, "UDP")
-    traces = amphora_host.run(f"grep -rlF -e {sent.path} -e {admin} /var/log").stdout.split()
+    traces = amphora_host.run(
+        f"grep -rlF -D skip -e {sent.path} -e {admin} /var/log").stdout.split()
     grown = sorted(path for path, size in file_sizes(amphora_host).items()
                    if size > before.get(path, 0))
     record_property("grown_under_var_log", grown)
