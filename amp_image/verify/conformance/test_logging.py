@@ -18,7 +18,7 @@ driver, sends real requests through it, and reads what arrives at the targets:
   installed as cloud-init installs the drive's (the file, then an rsyslog restart).
 
 Runs after test_conformance.py (which leaves no listener) and before test_matrix.py
-(which deletes this module's listener before adding its own).
+(which deletes this module's listener before adding its own) and test_tls.py.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from octavia.common import constants as consts
 from amp_image.verify.configdrive import RSYSLOG_CONF
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller, log_offload, network
-from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B, NS, wait_until
+from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B, wait_until
 from amp_image.verify.conformance.log_receiver import LogReceiver, Received
+from amp_image.verify.conformance.plugs import ensure_plugged
 from amp_image.verify.conformance.syslog_lines import (
     INFO,
     FlowLog,
     parse_flow_log,
     rsyslog_files,
 )
-from amp_image.verify.conformance.test_conformance import plug_vip
 
 PORT = 7000  # unused by test_conformance.py and test_matrix.py
 CLOSED_PORT = 8  # nothing listens there on the members: member B's monitor fails
@@ -54,10 +54,7 @@ ARRIVAL = 60  # seconds for a message to reach its target
 def listener(octavia, amphora_host, backends):
     """One HTTP listener, its pool's member B monitored at a closed port (haproxy
     marks it DOWN and logs that as an administrative message)."""
-    if amphora_host.run(f"{NS} ip link show eth1").rc != 0:  # test_conformance.py skipped
-        plug_vip(octavia, amphora_host, network.VIP_MAC)
-        octavia.driver.post_network_plug(
-            octavia.amp, controller.member_port(octavia.topology, network.MEMBER_MAC), {})
+    ensure_plugged(octavia, amphora_host)
     controller.delete_listeners(octavia.driver, octavia.lb)  # none, after test_conformance
     pool = controller.pool(octavia.topology, consts.PROTOCOL_HTTP, servers.HTTP_PORT,
                            consts.HEALTH_MONITOR_HTTP,
