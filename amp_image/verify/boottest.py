@@ -136,12 +136,15 @@ def _write_ssh_config(workdir: Path, address: str, port: int, identity: Path) ->
 
 
 def _config_drive(workdir: Path, amphora_id: str, pki: ThrowawayPKI, public_key: str,
-                  mgmt_mac: str) -> Path:
+                  mgmt_mac: str, rsyslog_conf: str | None = None) -> Path:
+    """rsyslog_conf: the controller's 10-rsyslog.conf (log offloading); default: the
+    hand-written one that keeps the logs on the amphora."""
     files = {
         configdrive.AGENT_CONF: configdrive.agent_conf(amphora_id, CONTROLLER).encode(),
         configdrive.SERVER_PEM: pki.server_pem(),
         configdrive.CLIENT_CA: pki.ca.cert_pem,
-        configdrive.RSYSLOG_CONF: configdrive.RSYSLOG.encode(),
+        configdrive.RSYSLOG_CONF: (configdrive.RSYSLOG if rsyslog_conf is None
+                                   else rsyslog_conf).encode(),
     }
     drive = configdrive.ConfigDrive(amphora_id, files, public_key, mgmt_mac)
     return drive.write(workdir / "config-drive.iso")
@@ -172,7 +175,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                    host_ports: dict[int, int] | None = None,
                    host_address: str = "127.0.0.1",
                    ssh: bool = True,
-                   controller_pki: ThrowawayPKI | None = None) -> Iterator[BootedAmphora]:
+                   controller_pki: ThrowawayPKI | None = None,
+                   rsyslog_conf: str | None = None) -> Iterator[BootedAmphora]:
     """Boot IMAGE and yield it once it is ready.
 
     ssh=False is for an image without sshd: readiness is the agent's API alone.
@@ -181,6 +185,8 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
     controller_pki: the CA and client of an amphora booted before, so that one
     controller reaches both (ACTIVE_STANDBY); this amphora gets its own server
     certificate from that CA.
+    rsyslog_conf: the config drive's /etc/rsyslog.d/10-rsyslog.conf as a controller
+    rendered it (log offloading); default: logs kept on the amphora.
     """
     image = image.resolve()
     arch = read_image_record(image).architecture or "amd64"
@@ -199,7 +205,7 @@ def booted_amphora(image: Path, *, workdir: Path | None = None, accel: str = "au
                else ThrowawayPKI.create(amphora_id))
         client_files = pki.write_client_files(workdir / "pki")
         identity, public_key = ssh_keypair(workdir)
-        drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac)
+        drive = _config_drive(workdir, amphora_id, pki, public_key, mgmt_mac, rsyslog_conf)
         sriov_net = SriovNetwork.create() if sriov else None
         nics = list(extra_nics or []) + ([sriov_net.nic()] if sriov_net else [])
 

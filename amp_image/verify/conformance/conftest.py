@@ -20,8 +20,9 @@ from amp_image.verify import import_audit
 from amp_image.verify.boottest import booted_amphora
 from amp_image.verify.checks.plugin import flavor_option, image_under_test
 from amp_image.verify.conformance import backends as backend_servers
-from amp_image.verify.conformance import controller, network
+from amp_image.verify.conformance import controller, log_offload, network
 from amp_image.verify.conformance.heartbeats import HeartbeatReceiver
+from amp_image.verify.conformance.log_receiver import LogReceiver
 from amp_image.verify.pki import ThrowawayPKI
 from amp_image.verify.vmspec import Flavor, Nic
 
@@ -110,6 +111,14 @@ def heartbeats():
     receiver.stop()
 
 
+@pytest.fixture(scope="session")
+def log_receiver():
+    """The shared amphora's log targets (log_offload.py), listening before it boots."""
+    receiver = LogReceiver(log_offload.PORTS).start()
+    yield receiver
+    receiver.stop()
+
+
 def ordinary_nics() -> list[Nic]:
     """The VM's VIP and member NICs as ordinary (virtio) ports."""
     return [network.VIP_SEGMENT.tap("tap-vip0", network.VIP_MAC),
@@ -118,8 +127,9 @@ def ordinary_nics() -> list[Nic]:
 
 @contextmanager
 def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
-                flavor: Flavor | None = None):
-    """A booted amphora on these NICs, gone (with its taps) when the block ends."""
+                flavor: Flavor | None = None, rsyslog_conf: str | None = None):
+    """A booted amphora on these NICs, gone (with its taps) when the block ends.
+    rsyslog_conf: the controller's 10-rsyslog.conf for its config drive."""
     config = request.config
     workdir = config.getoption("--amp-workdir")
     try:
@@ -128,7 +138,8 @@ def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
                             accel=config.getoption("--amp-accel"),
                             boot=config.getoption("--amp-boot"), extra_nics=nics,
                             flavor=flavor or flavor_option(config),
-                            host_ports={22: 22, AGENT_PORT: AGENT_PORT}) as booted:
+                            host_ports={22: 22, AGENT_PORT: AGENT_PORT},
+                            rsyslog_conf=rsyslog_conf) as booted:
             yield booted
             record_venv_reads(config, booted, name)
     finally:
@@ -138,15 +149,19 @@ def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
 
 
 @pytest.fixture(scope="session")
-def amphora(request, segments):
+def amphora(request, segments, log_receiver):
     """The amphora on ordinary ports, booted once and shared, in this order, by
     test_conformance.py (its VIP and member plugs, then every listener, deleted at
-    its end), then test_matrix.py and test_tls.py (listeners of their own on the same
-    plugs and on ports of their own, left to go with the VM).  Modules that need
+    its end), then test_tls.py, test_ipv6.py, test_logging.py and test_matrix.py
+    (listeners of their own on the same plugs and on ports of their own, left to go
+    with the VM; the matrix, whose UDP listeners make every later update reload
+    keepalived three times, last).  Modules that need
     another VM (the SR-IOV VIP, ACTIVE_STANDBY's pair) override this fixture and run
     first (amp-image test --conformance orders them), so two VMs never share the two
-    cores."""
-    with own_amphora(request, ordinary_nics(), "ordinary-ports") as booted:
+    cores.  Its config drive carries the controller's rsyslog configuration for log
+    offloading to log_receiver (test_logging.py)."""
+    with own_amphora(request, ordinary_nics(), "ordinary-ports",
+                     rsyslog_conf=log_offload.rsyslog_conf()) as booted:
         yield booted
 
 
@@ -195,7 +210,7 @@ def octavia(amphora, heartbeats, tmp_path_factory) -> Octavia:
 # --- reporting ---------------------------------------------------------------------
 
 JOURNAL = ("journalctl --no-pager -n 40 -u amphora-agent -u 'haproxy-*' "
-           "-u 'octavia-keepalived*' -u amphora-netns -u prometheus-proxy 2>&1")
+           "-u 'octavia-keepalived*' -u amphora-netns -u prometheus-proxy -u rsyslog 2>&1")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -2,11 +2,10 @@
 scenario tests (test_pool, test_member, test_healthmonitor, test_l7policy,
 test_l7rule, test_traffic_ops) ask of an amphora beyond test_conformance.py.
 
-Runs after test_conformance.py on the same VM (its VIP and member plugs; see
-conftest.py's ``amphora``), with listeners of its own on ports no other module uses.
-They stay, for the modules after it too, and go with the VM: deleting them one by one
-through the driver
-(test_conformance.py proves that) took 223 s here at 1 vCPU.  Everything goes
+The last module on the shared VM (see conftest.py's ``amphora``), after
+test_conformance.py's plugs, with listeners of its own on ports no other module uses.
+They go with the VM: deleting them one by one through the driver (test_conformance.py
+proves that) took 223 s here at 1 vCPU.  Everything goes
 through Octavia's driver with ``data_models`` objects, and every claim is seen in
 real traffic from the VIP bridge or in the amphora's heartbeats:
 
@@ -142,10 +141,9 @@ def _make_listeners(topology) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def matrix(octavia, amphora_host, backends):
-    """The matrix's listeners on the shared amphora.  It plugs the VIP and member
-    ports only when test_conformance.py did not (run alone with -k)."""
+    """The matrix's listeners on the shared amphora, beside those of the modules before
+    it.  It plugs the VIP and member ports only when no module before it did (-k)."""
     ensure_plugged(octavia, amphora_host)
-    controller.delete_listeners(octavia.driver, octavia.lb)  # none, after test_conformance
     for address in CLIENTS:
         network.VIP_SEGMENT.add_address(address)
     listeners = _make_listeners(octavia.topology)

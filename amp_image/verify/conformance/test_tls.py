@@ -1,8 +1,8 @@
 """TLS on the shared amphora beyond SNI and ALPN: what octavia-tempest-plugin's
 barbican_scenario/test_tls_barbican asks of an amphora.
 
-Runs after test_matrix.py on the same VM, with listeners of its own (they go with
-the VM, as test_matrix.py's do).  The CA certificates and CRLs are stored as the
+Runs after test_conformance.py on the shared VM, with listeners of its own (they go
+with the VM, as the later modules' do).  The CA certificates and CRLs are stored as the
 controller's cert manager holds secrets, and the driver uploads them as it does
 from Barbican; every claim is seen by a real TLS client on the VIP bridge or by
 the members' TLS servers:
