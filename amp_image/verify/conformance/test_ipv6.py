@@ -15,15 +15,8 @@ import pytest
 from octavia.common import constants as consts
 
 from amp_image.verify.conformance import backends as servers
-from amp_image.verify.conformance import controller, network
-from amp_image.verify.conformance.clients import (
-    MEMBER_A,
-    MEMBER_B,
-    NS,
-    http_get,
-    members_answering,
-    wait_until,
-)
+from amp_image.verify.conformance import clients, controller, network
+from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B
 from amp_image.verify.conformance.heartbeats import wait_member
 from amp_image.verify.conformance.plugs import ensure_plugged
 
@@ -58,7 +51,7 @@ def ipv6_listeners(octavia, amphora_host, backends):
 
 def test_listeners_bind_both_vips(ipv6_listeners, amphora_host):
     """Additional VIP: every listener listens on the IPv4 VIP and the IPv6 one."""
-    listening = amphora_host.check_output(f"{NS} ss -ltnH")
+    listening = amphora_host.check_output(f"{clients.NS} ss -ltnH")
     for port in PORTS.values():
         for address in (network.VIP, f"[{network.VIP6}]"):
             assert f"{address}:{port}" in listening, (address, port, listening)
@@ -69,14 +62,14 @@ def test_listeners_bind_both_vips(ipv6_listeners, amphora_host):
 def test_traffic_reaches_ipv6_and_mixed_members(ipv6_listeners, name, vip):
     """IPv6 members, and IPv4 and IPv6 members in one pool, behind either VIP (HTTP and
     TCP): both members answer."""
-    seen = wait_until(lambda: members_answering(PORTS[name], vip=vip), 60,
+    seen = clients.wait_until(lambda: clients.members_answering(PORTS[name], vip=vip), 60,
                       f"{name} through {vip}")
     assert seen == {MEMBER_A, MEMBER_B}, seen
 
 
 def test_ipv6_client_address_reaches_the_member(ipv6_listeners):
     """IPv6 VIP with insert_headers: the member sees the IPv6 client's address."""
-    status, _, body = http_get(PORTS["ipv6-members"], vip=network.VIP6)
+    status, _, body = clients.http_get(PORTS["ipv6-members"], vip=network.VIP6)
     assert status == 200, body
     assert f"x-forwarded-for: {network.VIP6_GATEWAY}" in body, body
 

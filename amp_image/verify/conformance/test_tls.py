@@ -31,15 +31,8 @@ from octavia.amphorae.drivers.haproxy import exceptions as driver_exceptions
 from octavia.common import constants as consts
 
 from amp_image.verify.conformance import backends as servers
-from amp_image.verify.conformance import controller, network
-from amp_image.verify.conformance.clients import (
-    MEMBER_A,
-    MEMBER_B,
-    NS,
-    http_get,
-    members_answering,
-    wait_until,
-)
+from amp_image.verify.conformance import clients, controller, network
+from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B, http_get, members_answering
 from amp_image.verify.conformance.plugs import ensure_plugged
 from amp_image.verify.pki import ThrowawayPKI, issue_client, revocation_list
 
@@ -197,11 +190,11 @@ def tls_listeners(octavia, amphora_host, backends, backend_pki, client_pki):
 def test_tls_listeners_configured_and_started(tls_listeners, amphora_host):
     """TLS listeners with client CA, CRL, HSTS and re-encrypting pools: every one
     listening."""
-    listening = amphora_host.check_output(f"{NS} ss -ltnH")
+    listening = amphora_host.check_output(f"{clients.NS} ss -ltnH")
     for name, port in PORTS.items():
         if name != "malformed":
             assert f"{network.VIP}:{port}" in listening, (name, listening)
-    wait_until(lambda: members_answering(PORTS["reencrypt"]) == {MEMBER_A, MEMBER_B}, 60,
+    clients.wait_until(lambda: members_answering(PORTS["reencrypt"]) == {MEMBER_A, MEMBER_B}, 60,
                "both members behind the re-encrypting pool")
 
 
