@@ -68,6 +68,7 @@ TABLE: dict[str, str | tuple[str, str]] = {
     # scenario in the same VM.
     "tests/test_boot.py": BOOTED,
     "amp_image/verify/checks/test_amphora.py": BOOTED,
+    "amp_image/verify/checks/test_amphora_access.py": BOOTED,
     "amp_image/verify/checks/test_sriov.py": SRIOV,
     # `amp-image test --conformance` (its scenarios run in a pytest of their own).
     "tests/test_conformance.py": CONFORMANCE,

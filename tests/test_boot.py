@@ -12,6 +12,7 @@ from conftest import AMP_IMAGE
 
 from amp_image.builder.element_defaults import default_vf_drivers
 from amp_image.verify.checks.test_amphora import *  # noqa: F403  (collected as this module's tests)
+from amp_image.verify.checks.test_amphora_access import *  # noqa: F403  (in this order)
 from amp_image.verify.checks.test_sriov import *  # noqa: F403  (the SR-IOV scenario, after the checks)
 
 pytestmark = pytest.mark.boot

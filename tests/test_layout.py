@@ -398,7 +398,8 @@ def test_the_test_verb_maps_options_to_verify_run(tmp_path, monkeypatch):
     assert seen == [verify_run.TestRequest(image=str(image), sriov=True, keyword="agent",
                                            workdir=str(tmp_path / "vm"), flavor="2,1024,3")]
     args = verify_run.checks_args(seen[0], image)
-    assert args[:3] == [str(verify_run.CHECKS_DIR / "test_amphora.py"),
+    assert args[:4] == [str(verify_run.CHECKS_DIR / "test_amphora.py"),
+                        str(verify_run.CHECKS_DIR / "test_amphora_access.py"),
                         str(verify_run.CHECKS_DIR / "test_sriov.py"), "--amp-sriov"]
     assert args[args.index("-k"):args.index("-k") + 2] == ["-k", "agent"]
     assert str(tmp_path / "vm") in args

@@ -69,7 +69,7 @@ def pytest_options(request: TestRequest, image: Path) -> list[str]:
 
 
 def checks_args(request: TestRequest, image: Path) -> list[str]:
-    checks = [str(CHECKS_DIR / "test_amphora.py")]
+    checks = [str(CHECKS_DIR / "test_amphora.py"), str(CHECKS_DIR / "test_amphora_access.py")]
     if request.sriov:
         checks += [str(CHECKS_DIR / "test_sriov.py"), "--amp-sriov"]
     args = [*checks, *pytest_options(request, image), "--rootdir", str(CHECKS_DIR)]
