@@ -409,7 +409,8 @@ def test_the_test_verb_maps_options_to_verify_run(tmp_path, monkeypatch):
     assert [a for a in conformance if a.endswith(".py")] == [
         str(verify_run.CONFORMANCE_DIR / m) for m in
         ("test_sriov_driver.py", "test_active_standby.py", "test_conformance.py",
-         "test_tls.py", "test_ipv6.py", "test_logging.py", "test_matrix.py")]
+         "test_controller_pki.py", "test_tls.py", "test_ipv6.py", "test_logging.py",
+         "test_matrix.py")]
 
 
 # Pairs in dpkg's order (each first < second), the tricky ones: tildes sort before

@@ -83,8 +83,8 @@ def conformance_args(request: TestRequest, image: Path) -> list[str]:
     modules = ["test_sriov_driver.py"]
     if request.active_standby:
         modules.append("test_active_standby.py")
-    modules += ["test_conformance.py", "test_tls.py", "test_ipv6.py", "test_logging.py",
-                "test_matrix.py"]
+    modules += ["test_conformance.py", "test_controller_pki.py", "test_tls.py", "test_ipv6.py",
+                "test_logging.py", "test_matrix.py"]
     args = [*(str(CONFORMANCE_DIR / m) for m in modules), *pytest_options(request, image),
             "--rootdir", str(CONFORMANCE_DIR), "-W", "ignore::DeprecationWarning"]
     if request.report:

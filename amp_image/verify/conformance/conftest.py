@@ -152,10 +152,10 @@ def own_amphora(request: pytest.FixtureRequest, nics: list[Nic], name: str,
 def amphora(request, segments, log_receiver):
     """The amphora on ordinary ports, booted once and shared, in this order, by
     test_conformance.py (its VIP and member plugs, then every listener, deleted at
-    its end), then test_tls.py, test_ipv6.py, test_logging.py and test_matrix.py
-    (listeners of their own on the same plugs and on ports of their own, left to go
-    with the VM; the matrix, whose UDP listeners make every later update reload
-    keepalived three times, last).  Modules that need
+    its end), test_controller_pki.py (no listener), then test_tls.py, test_ipv6.py,
+    test_logging.py and test_matrix.py (listeners of their own on the same plugs and
+    on ports of their own, left to go with the VM; the matrix, whose UDP listeners
+    make every later update reload keepalived three times, last).  Modules that need
     another VM (the SR-IOV VIP, ACTIVE_STANDBY's pair) override this fixture and run
     first (amp-image test --conformance orders them), so two VMs never share the two
     cores.  Its config drive carries the controller's rsyslog configuration for log

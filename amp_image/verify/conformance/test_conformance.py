@@ -13,7 +13,6 @@ Octavia's ``status_message`` as the health manager reads it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import socket
@@ -27,8 +26,6 @@ from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
 from octavia_lib.common import constants as lib_consts
 
-from amp_image.verify.certs.check import check_client
-from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller, network
 from amp_image.verify.conformance.clients import (
@@ -44,7 +41,6 @@ from amp_image.verify.conformance.clients import (
 )
 from amp_image.verify.conformance.heartbeats import member_status, wait_member
 from amp_image.verify.conformance.plugs import plug_vip
-from amp_image.verify.guide_pki import make_guide_pki
 from amp_image.verify.pki import ThrowawayPKI
 
 LISTENER_CN = "lb.conformance.example"
@@ -337,59 +333,3 @@ def test_last_listeners_deleted(octavia, lb, amphora_host):
     unit = amphora_host.service(f"haproxy-{octavia.lb.id}")
     wait_until(lambda: not unit.is_running, 60, "haproxy stopped")
     assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")
-
-
-# --- the controller's PKI as operators make it -------------------------------------
-
-@pytest.fixture(scope="module")
-def guide(tmp_path_factory):
-    """The controller PKI made with openssl as Octavia's certificate guide makes it."""
-    return make_guide_pki(tmp_path_factory.mktemp("guide") / "pki", ca_bits=2048)
-
-
-@pytest.fixture(scope="module")
-def agent_python(amphora_host) -> tuple[int, int]:
-    return parse_python_version(amphora_host.check_output("python3 --version").split()[1])
-
-
-def _agent_accepts(amphora, amphora_host, trusted_ca: bytes, client_pem) -> bool:
-    """Trust trusted_ca for clients (the agent reads client_ca.pem on every connection),
-    then call GET /info with client_pem, verifying the agent as the controller does."""
-    ca_file = "/etc/octavia/certs/client_ca.pem"
-    original = amphora_host.file(ca_file).content
-    amphora_host.run_expect([0], f"echo {base64.b64encode(trusted_ca).decode()} | base64 -d "
-                                 f"> {ca_file}")
-    try:
-        context = ssl.create_default_context(cadata=amphora.pki.ca.cert_pem.decode())
-        context.check_hostname = False
-        context.load_cert_chain(str(client_pem))
-        with socket.create_connection(("127.0.0.1", amphora.machine.ports[9443]), 10) as raw, \
-                context.wrap_socket(raw) as conn:
-            conn.sendall(b"GET /1.0/info HTTP/1.0\r\nHost: amphora\r\n\r\n")
-            status_line = conn.recv(4096).split(b"\r\n", 1)[0].split()
-            return len(status_line) > 1 and status_line[1] == b"200"
-    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
-        return False
-    finally:
-        amphora_host.run_expect([0], f"echo {base64.b64encode(original).decode()} | base64 -d "
-                                     f"> {ca_file}")
-
-
-@pytest.mark.parametrize("client,trusted", [
-    ("client_cert_and_key", "client_ca"),
-    ("v1_client_cert_and_key", "client_ca"),
-    ("legacy_client_cert_and_key", "legacy_client_ca"),
-    ("other_ca_client_cert_and_key", "client_ca"),
-], ids=["guide", "v1-client", "CA-without-keyUsage", "other-CA"])
-def test_controller_pki_as_operators_make_it(amphora, amphora_host, guide, agent_python,
-                                             client, trusted):
-    """Controller PKI: the real agent decides as `amp-image check-certs` predicts."""
-    ca, cert = getattr(guide, trusted), getattr(guide, client)
-    predicted = check_client(ca, cert, agent_python=agent_python)
-    assert _agent_accepts(amphora, amphora_host, ca.read_bytes(), cert) == predicted.accepted, \
-        predicted.reason
-    expected = {"client_cert_and_key": True, "v1_client_cert_and_key": True,
-                "other_ca_client_cert_and_key": False,
-                # Python >= 3.13 verifies with X509_STRICT (trixie); 3.11 does not (bookworm).
-                "legacy_client_cert_and_key": agent_python < (3, 13)}[client]
-    assert predicted.accepted == expected, predicted.reason
