@@ -38,7 +38,13 @@ def scenarios_in(module: Path) -> int:
             for decorator in node.decorator_list:
                 if isinstance(decorator, ast.Call) and \
                         ast.unparse(decorator.func) == "pytest.mark.parametrize":
-                    cases *= len(decorator.args[1].elts)
+                    values = decorator.args[1]
+                    if not isinstance(values, (ast.List, ast.Tuple)):
+                        raise ValueError(
+                            f"{module.name}: {node.name}'s parametrize values are "
+                            f"{ast.unparse(values)!r}; write them as a literal list so the "
+                            "suite can count the scenarios")
+                    cases *= len(values.elts)
             count += cases
     return count
 

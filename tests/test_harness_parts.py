@@ -244,6 +244,12 @@ def test_scenario_count_follows_the_modules(tmp_path):
                       "def test_three(a):\n    pass\n\n"
                       "def helper():\n    pass\n")
     assert conformance_suite.scenarios_in(module) == 4
+    computed = tmp_path / "test_computed.py"
+    computed.write_text("import pytest\nVALUES = [1, 2]\n\n"
+                        "@pytest.mark.parametrize('a', VALUES)\n"
+                        "def test_two(a):\n    pass\n")
+    with pytest.raises(ValueError, match="literal list"):
+        conformance_suite.scenarios_in(computed)
     modules = conformance_suite.default_modules()
     assert modules and all(m.is_file() and conformance_suite.scenarios_in(m) > 0 for m in modules)
 
