@@ -97,13 +97,14 @@ def amphora_sriov() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     """With AMP_TEST_QUICK=1 (scripts/test --quick): deselect every test that builds or
-    boots, so they show as deselected, never as passed or skipped.
+    boots, so they show as deselected, never as passed or skipped.  With
+    AMP_TEST_LANE (scripts/test's lanes, lanes.py): only that lane's items; the others
+    run in their own lane's pytest.
 
-    Boot tests last: their VM lives for the rest of the session, and the
-    real builds in other tests should not share the two cores with it.  The
-    conformance run (a VM of its own, gone when it ends) goes just before.
-    Tests marked both image and boot build and boot their own images in
-    subprocesses (test_boot_variants.py): they go with the builds."""
+    Boot tests last: their VM lives for the rest of the session.  The conformance run
+    (VMs of its own, gone when it ends) goes just before.  Tests marked both image and
+    boot build and boot their own images in subprocesses (test_boot_variants.py): they
+    go with the builds."""
     if os.environ.get("AMP_TEST_QUICK") == "1":
         from budget import builds_or_boots  # the plugin module, loaded by pytest_plugins
 
@@ -111,9 +112,28 @@ def pytest_collection_modifyitems(config, items):
         if heavy:
             config.hook.pytest_deselected(items=heavy)
             items[:] = [item for item in items if not builds_or_boots(item)]
+    from lanes import LANE_ENV, split  # imports the budget plugin: after pytest_plugins
+
+    lane = os.environ.get(LANE_ENV)
+    if lane:
+        items[:], elsewhere = split(items, lane)
+        config.stash[ELSEWHERE] = len(elsewhere)
 
     def order(item) -> int:
         if item.get_closest_marker("boot") and not item.get_closest_marker("image"):
             return 2
         return 1 if item.get_closest_marker("conformance") else 0
     items.sort(key=order)
+
+
+ELSEWHERE = pytest.StashKey[int]()
+
+
+def pytest_report_collectionfinish(config, items):
+    from lanes import LANE_ENV
+
+    lane = os.environ.get(LANE_ENV)
+    if lane:
+        return (f"lane {lane}: {len(items)} items here, {config.stash.get(ELSEWHERE, 0)} "
+                "in the other lanes (tests/lanes.py)")
+    return None
