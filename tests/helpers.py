@@ -5,6 +5,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from amp_image.poll import PollTimeout, poll_until
+
 # How long amp-image may take to exit after SIGTERM or Ctrl-C, in any phase (issue 28).
 STOP_SECONDS = 15
 
@@ -36,10 +38,23 @@ def leftovers(work: Path) -> list[str]:
 def loop_devices() -> set[str]:
     """Every attached loop device with its backing file: a loop whose file sat on a
     mount since unmounted names it relative to that mount, so leftovers() cannot
-    tie it to a work dir; compare these sets before and after instead."""
+    tie it to a work dir; compare these sets before and after instead
+    (loop_devices_left)."""
     listing = subprocess.run(["losetup", "-l", "-n", "-O", "NAME,BACK-FILE"],
                              capture_output=True, text=True, check=True).stdout
     return {" ".join(line.split()) for line in listing.splitlines()}
+
+
+def loop_devices_left(before: set[str], settle_s: float = 30.0) -> set[str]:
+    """The loop devices attached since before that stay attached for settle_s: the
+    suite's other lanes (tests/lanes.py) attach some for seconds (a build's
+    finalise, a direct kernel boot's copy of the image's kernel), while one a test
+    leaked stays."""
+    try:
+        return poll_until(lambda: loop_devices() - before, until=lambda new: not new,
+                          timeout=settle_s)
+    except PollTimeout as timeout:
+        return timeout.last
 
 
 def no_cloud_env(tmp_path: Path) -> dict[str, str | None]:

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import pytest
 from conftest import AMP_IMAGE, ROOT, ca_bundle_args
-from helpers import STOP_SECONDS, leftovers, lock_is_free, loop_devices, with_default_sigint
+from helpers import (
+    STOP_SECONDS,
+    leftovers,
+    lock_is_free,
+    loop_devices,
+    loop_devices_left,
+    with_default_sigint,
+)
 
 from amp_image.builder.constraints import DEFAULT_AGENT_VERSION, vendored_for
 
@@ -135,7 +142,7 @@ def test_interrupted_build_stops_in_seconds_and_cleans_up(stop_work, tmp_path, p
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     drain.join(timeout=5)
-    left = leftovers(stop_work) + sorted(loop_devices() - loops_before)
+    left = leftovers(stop_work) + sorted(loop_devices_left(loops_before))
     ROWS.append({"phase": phase, "signal": signal.Signals(signum).name,
                  "seconds_to_exit": round(seconds, 1), "exit": proc.returncode,
                  "leftovers": len(left), "last_line": seen[-1].strip() if seen else ""})

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AMP_IMAGE, ROOT, ca_bundle_args
-from helpers import leftovers, lock_is_free, loop_devices
+from helpers import leftovers, lock_is_free, loop_devices, loop_devices_left
 
 from amp_image.builder.constraints import DEFAULT_AGENT_VERSION, vendored_for
 
@@ -290,7 +290,7 @@ def test_kill_9_in_each_phase_then_rebuild(work, output):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert output.is_file()
     assert left_in(work) == [] and lock_is_free(work)
-    assert loop_devices() - loops_before == set(), "loop devices left after the rebuilds"
+    assert loop_devices_left(loops_before) == set(), "loop devices left after the rebuilds"
     for kill in killed:
         ROWS.append({"fault": f"kill -9 in {kill['phase']}", "error": "(killed: no message)",
                      "seconds": round(kill["seconds"], 1),
