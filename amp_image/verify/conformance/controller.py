@@ -265,20 +265,19 @@ def redirect_policy(new_listener: models.Listener, path_prefix: str, url: str
                     position=1, redirect_url=url, redirect_http_code=302)
 
 
-def delete_listeners(driver, lb: models.LoadBalancer) -> None:
-    """Every listener of the load balancer deleted through the driver, LVS ones first:
-    each haproxy listener delete re-uploads every LVS configuration left."""
-    for gone in sorted(lb.listeners, key=lambda li: li.protocol not in consts.LVS_PROTOCOLS):
-        driver.delete(gone)
-        if gone in lb.listeners:
-            # The driver drops haproxy listeners from the LB itself; an LVS listener
-            # leaves the controller's database when its delete flow ends.
-            lb.listeners.remove(gone)
+def delete_listener(driver, lb: models.LoadBalancer, gone: models.Listener) -> None:
+    """A listener deleted through the driver and gone from the controller's objects.
+    The driver drops a haproxy listener from the LB itself; an LVS listener leaves the
+    controller's database when its delete flow ends."""
+    driver.delete(gone)
+    if gone in lb.listeners:
+        lb.listeners.remove(gone)
 
 
 def drop_listener(lb: models.LoadBalancer, gone: models.Listener) -> None:
-    """A listener the amphora never took, gone from the controller's objects (as its
-    create flow reverts): the load balancer, its pools and its policies' pools."""
+    """A listener gone from the controller's objects only (a create flow that reverts,
+    or a delete whose update is still to come): the load balancer, its pools and its
+    policies' pools."""
     lb.listeners.remove(gone)
     for each in gone.pools:
         each.listeners.remove(gone)

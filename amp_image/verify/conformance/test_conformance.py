@@ -301,6 +301,22 @@ def test_reload_keeps_serving(octavia, lb, amphora_host):
     assert after
 
 
+def test_lvs_listener_delete(octavia, lb, amphora_host):
+    """LVS listener delete (driver delete, its UDP/SCTP path): each keepalived service
+    stops and its virtual server leaves IPVS; haproxy's listeners keep serving.  Before
+    the haproxy deletes: each haproxy update re-uploads and reloads every LVS listener
+    left (about 20 s each under TCG)."""
+    gone = [lb["listeners"][5353], lb["listeners"][9900]]
+    for listener in gone:
+        controller.delete_listener(octavia.driver, octavia.lb, listener)
+    units = [amphora_host.service(f"octavia-keepalivedlvs-{li.id}") for li in gone]
+    wait_until(lambda: not any(unit.is_running for unit in units), 60,
+               "both keepalived LVS services stopped")
+    virtual = amphora_host.check_output(f"{NS} ipvsadm -Ln")
+    assert f"{network.VIP}:5353" not in virtual and f"{network.VIP}:9900" not in virtual
+    assert members_answering(80) == {MEMBER_A, MEMBER_B}
+
+
 def test_listener_delete(octavia, lb):
     """Listener delete (driver delete): its port closes, the others keep serving."""
     octavia.driver.delete(lb["listeners"][81])
@@ -328,8 +344,19 @@ def test_server_certificate_rotation(octavia, amphora):
 
 
 def test_last_listeners_deleted(octavia, lb, amphora_host):
-    """Load balancer teardown: deleting every listener stops haproxy and LVS."""
-    controller.delete_listeners(octavia.driver, octavia.lb)
+    """Load balancer teardown: deleting the last listener stops haproxy and removes its
+    certificate.  The others but the TERMINATED_HTTPS one leave in one update: what the
+    amphora holds after their deletes one by one, each the update test_listener_delete
+    drove (one each would cost about 30 s under TCG).  Then the last one's delete takes
+    the driver's other path (no haproxy listener left: delete, not update)."""
+    last = lb["listeners"][8443]
+    for listener in [li for li in octavia.lb.listeners if li is not last]:
+        controller.drop_listener(octavia.lb, listener)
+    octavia.driver.update(octavia.lb)
+    wait_until(lambda: refused(80), 60, "port 80 closed")
+    assert peer_certificate(8443)
+    octavia.driver.delete(last)
     unit = amphora_host.service(f"haproxy-{octavia.lb.id}")
     wait_until(lambda: not unit.is_running, 60, "haproxy stopped")
-    assert "9900" not in amphora_host.check_output(f"{NS} ipvsadm -Ln")
+    assert refused(8443)
+    assert octavia.lb.listeners == []
