@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
+
+from amp_image.verify.octavia_source import tagged_repository
 
 pytest_plugins = ["amp_image.verify.checks.plugin", "budget"]
 
@@ -52,36 +53,15 @@ def built_image() -> Path:
                             *ca_bundle_args())
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=amp-image test",
-                           "-c", "user.email=test@amp-image.invalid", *args],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
 GIT_AGENT_VERSION = "19.0.0"
 
 
 @pytest.fixture(scope="session")
 def octavia_git_repo(tmp_path_factory) -> tuple[Path, str]:
     """A local git repository of octavia's released source (the PyPI sdist), committed
-    and tagged: this machine reaches no git hosting, and an operator's git+https URL
-    takes the same path (clone on the build host, check out the ref, pbr reads the
-    version from git inside the chroot).  Returns the repository and its commit."""
-    work = tmp_path_factory.mktemp("octavia-git")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                    "--no-binary", ":all:", "--dest", str(work),
-                    f"octavia=={GIT_AGENT_VERSION}"],
-                   check=True, env={k: v for k, v in os.environ.items()
-                                    if k != "PIP_FIND_LINKS"})
-    sdist = next(work.glob("octavia-*.tar.gz"))
-    with tarfile.open(sdist) as archive:
-        archive.extractall(work, filter="data")
-    repo = work / f"octavia-{GIT_AGENT_VERSION}"
-    git(repo, "init", "--quiet")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", f"octavia {GIT_AGENT_VERSION}")
-    git(repo, "tag", GIT_AGENT_VERSION)
-    return repo, git(repo, "rev-parse", "HEAD")
+    and tagged (amp_image.verify.octavia_source).  Returns the repository and its
+    commit."""
+    return tagged_repository(GIT_AGENT_VERSION, tmp_path_factory.mktemp("octavia-git"))
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git
 
 from amp_image.builder.gitref import full_ref, needs_lookup, pick_full_ref
 from amp_image.builder.options import AgentSource, BuildOptions
 from amp_image.builder.request import with_full_agent_ref
 from amp_image.cli import main
 from amp_image.errors import PlanError
+from amp_image.verify.octavia_source import git
 
 
 @pytest.fixture
