@@ -145,6 +145,11 @@ class ThrowawayPKI:
         return {name: path for name, (path, _) in files.items()}
 
 
+def issue_ca(common_name: str) -> Issued:
+    """A self-signed CA of its own (a load balancer's users' CA, not the controller's)."""
+    return _issue(common_name, None, ca=True)
+
+
 def issue_client(ca: Issued, common_name: str) -> Issued:
     """A TLS client certificate signed by this CA (client authentication)."""
     return _issue(common_name, ca, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH)

@@ -134,8 +134,10 @@ def make_topology(amphora_id: str, *, vnic_type: str = consts.VNIC_TYPE_NORMAL) 
 
 def additional_vip_data(topology: Topology) -> list[net_models.AdditionalVipData]:
     """What the controller's flow hands post_vip_plug for the additional VIPs."""
-    return [net_models.AdditionalVipData(ip_address=network.VIP6,
-                                         subnet=topology.vip6_subnet)]
+    subnets = {topology.vip6_subnet.id: topology.vip6_subnet}
+    return [net_models.AdditionalVipData(ip_address=vip.ip_address,
+                                         subnet=subnets[vip.subnet_id])
+            for vip in topology.lb.additional_vips]
 
 
 def vrrp_port(topology: Topology, mac: str) -> net_models.Port:

@@ -13,7 +13,7 @@ from octavia.common import constants as consts
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import controller
 from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B
-from amp_image.verify.pki import ThrowawayPKI, issue_client, revocation_list
+from amp_image.verify.pki import ThrowawayPKI, issue_ca, issue_client, revocation_list
 
 HTTP, HTTPS = consts.PROTOCOL_HTTP, consts.PROTOCOL_TERMINATED_HTTPS
 LISTENER_CN = "tls.conformance.example"
@@ -31,8 +31,8 @@ class ClientPKI:
     """The load balancer users' CA, its clients and its CRL (one client revoked)."""
 
     def __init__(self, directory: Path) -> None:
-        self.ca = ThrowawayPKI.create("tls-clients").ca
-        self.other_ca = ThrowawayPKI.create("other-clients").ca
+        self.ca = issue_ca("tls-clients")
+        self.other_ca = issue_ca("other-clients")
         self.clients = {name: issue_client(self.ca, name)
                         for name in ("client-a", "client-b", "revoked")}
         self.clients["other-ca"] = issue_client(self.other_ca, "client-a")
