@@ -219,10 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matrix", nargs="+", metavar="SERIES",
                         help="Build and boot-test each OpenStack series' image instead.")
     parser.add_argument("--arch", default="amd64", help="Architecture for --matrix.")
+    parser.add_argument("--upstream", action="store_true",
+                        help="Build Octavia's own elements with its diskimage-create.sh "
+                             "too, and boot both images in turn: every figure for both, "
+                             "with amp-image's ratio (scripts/bench_upstream.py).")
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.matrix:
         return run_matrix(args.matrix, args.arch, root)
+    if args.upstream:
+        return side_by_side(args, root)
     cache, work = root / "cache", root / "work"
     image = args.image.resolve() if args.image else root / "amphora-x64-haproxy.qcow2"
     figures: list[Figure] = []
@@ -284,6 +290,73 @@ def build_figures(args: argparse.Namespace, image: Path, cache: Path, work: Path
     builds["agent changed"] = run
     other.unlink(missing_ok=True)
     return builds
+
+
+def timed_command(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    """Seconds a command (a build) took; its output to log; a failure ends the bench."""
+    start = time.monotonic()
+    with open(log, "w") as out:
+        returncode = run_to_end(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+    if returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed (exit {returncode}); see {log}")
+    return time.monotonic() - start
+
+
+def upstream_builds(version: str, root: Path, image: Path) -> dict[str, float]:
+    """Octavia's diskimage-create.sh from octavia==version's sdist: cold (empty cache),
+    then warm (the same inputs again)."""
+    import bench_upstream
+
+    inputs = bench_upstream.prepare(version, root / "src")
+    cache, work = root / "cache", root / "work"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = bench_upstream.build_environment(inputs, work)
+    cmd = bench_upstream.command(inputs, image, work, cache)
+    seconds = {}
+    for label in ("cold build (s)", "warm rebuild (s)"):
+        print(f"bench: upstream {label.split(' (')[0]}: {' '.join(cmd)}", flush=True)
+        seconds[label] = timed_command(cmd, env, root / f"{label.split()[0]}-build.log")
+    return seconds
+
+
+def side_by_side(args: argparse.Namespace, root: Path) -> int:
+    """Upstream's build and amp-image's in one run, then both images booted in turn."""
+    import bench_upstream
+
+    from amp_image.builder.options import DEFAULT_AGENT_VERSION
+
+    upstream_image = root / "upstream" / "amphora-upstream.qcow2"
+    ours_image = root / "amphora-x64-haproxy.qcow2"
+    theirs = upstream_builds(DEFAULT_AGENT_VERSION, root / "upstream", upstream_image)
+    figures: list[Figure] = []
+    builds = build_figures(args, ours_image, root / "cache", root / "work", figures, {})
+    ours = {f.name: statistics.median(f.values) for f in figures}
+    for side, image in (("upstream", upstream_image), ("amp-image", ours_image)):
+        size = image.stat().st_size / 2**20
+        (theirs if side == "upstream" else ours)["qcow2 size (MiB)"] = size
+    boots = bench_upstream.alternate_boots(
+        {"upstream": upstream_image, "amp-image": ours_image}, args.boot_runs)
+    for side, figure in boots.items():
+        into = theirs if side == "upstream" else ours
+        into["QEMU -> SSH banner, bootloader (s)"] = statistics.median(figure.ssh)
+        into["QEMU -> agent /info, bootloader (s)"] = statistics.median(figure.agent)
+        into["memory used after boot (MiB)"] = statistics.median(figure.memory)
+    rows = bench_upstream.compare(theirs, ours)
+    result = {"machine": machine(), "agent_version": DEFAULT_AGENT_VERSION,
+              "workarounds": bench_upstream.WORKAROUNDS, "rows": rows,
+              "boots": {side: vars(figure) for side, figure in boots.items()},
+              "layer_cache": {label: run.layers for label, run in builds.items()}}
+    out = root / f"upstream-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(bench_upstream.render(rows))
+    print(f"boots: {args.boot_runs} each, in turn, seed's flavor; "
+          f"{boots['amp-image'].boot_path}")
+    print("upstream's workarounds here: " + "; ".join(bench_upstream.WORKAROUNDS))
+    print(f"bench: results in {out}")
+    return 0
 
 
 def matrix_cell(series: str, arch: str, root: Path) -> dict:

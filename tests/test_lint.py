@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -19,8 +21,9 @@ def test_ruff():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dib_lint_elements():
-    env = dict(os.environ, ELEMENTS_DIR="amp_image/elements", LIB_DIR="amp_image/elements",
+@pytest.mark.parametrize("elements", ["amp_image/elements", "scripts/bench-elements"])
+def test_dib_lint_elements(elements):
+    env = dict(os.environ, ELEMENTS_DIR=elements, LIB_DIR="amp_image/elements",
                PATH=f"{BIN}:{os.environ['PATH']}")
     result = run([str(BIN / "dib-lint")], env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
