@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Build Octavia's own elements with its diskimage-create.sh "
                              "too, and boot both images in turn: every figure for both, "
                              "with amp-image's ratio (scripts/bench_upstream.py).")
+    parser.add_argument("--reuse-builds", action="store_true",
+                        help="With --upstream: the build figures and images of the last "
+                             "run (build/bench/upstream-builds.json); boot them again.")
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.matrix:
@@ -330,29 +333,41 @@ def side_by_side(args: argparse.Namespace, root: Path) -> int:
 
     upstream_image = root / "upstream" / "amphora-upstream.qcow2"
     ours_image = root / "amphora-x64-haproxy.qcow2"
-    theirs = upstream_builds(DEFAULT_AGENT_VERSION, root / "upstream", upstream_image)
-    figures: list[Figure] = []
-    builds = build_figures(args, ours_image, root / "cache", root / "work", figures, {})
-    ours = {f.name: statistics.median(f.values) for f in figures}
-    for side, image in (("upstream", upstream_image), ("amp-image", ours_image)):
-        size = image.stat().st_size / 2**20
-        (theirs if side == "upstream" else ours)["qcow2 size (MiB)"] = size
+    built = root / "upstream-builds.json"
+    if args.reuse_builds:
+        saved = json.loads(built.read_text())
+        theirs, ours = saved["upstream"], saved["amp-image"]
+    else:
+        theirs = upstream_builds(DEFAULT_AGENT_VERSION, root / "upstream", upstream_image)
+        figures: list[Figure] = []
+        builds = build_figures(args, ours_image, root / "cache", root / "work", figures, {})
+        ours = {f.name: statistics.median(f.values) for f in figures}
+        for side, image in (("upstream", upstream_image), ("amp-image", ours_image)):
+            size = image.stat().st_size / 2**20
+            (theirs if side == "upstream" else ours)["qcow2 size (MiB)"] = size
+        ours["layer cache"] = {label: run.layers for label, run in builds.items()}
+        # Kept at once: the boots take as long again, and --reuse-builds starts there.
+        built.write_text(json.dumps({"upstream": theirs, "amp-image": ours}, indent=2) + "\n")
+    layers = ours.pop("layer cache", {})
     boots = bench_upstream.alternate_boots(
-        {"upstream": upstream_image, "amp-image": ours_image}, args.boot_runs)
+        {"upstream": upstream_image, "amp-image": ours_image}, args.boot_runs,
+        bench_upstream.BOOT)
     for side, figure in boots.items():
         into = theirs if side == "upstream" else ours
-        into["QEMU -> SSH banner, bootloader (s)"] = statistics.median(figure.ssh)
-        into["QEMU -> agent /info, bootloader (s)"] = statistics.median(figure.agent)
+        into["QEMU -> SSH banner (s)"] = statistics.median(figure.ssh)
+        into["QEMU -> agent /info (s)"] = statistics.median(figure.agent)
         into["memory used after boot (MiB)"] = statistics.median(figure.memory)
     rows = bench_upstream.compare(theirs, ours)
     result = {"machine": machine(), "agent_version": DEFAULT_AGENT_VERSION,
               "workarounds": bench_upstream.WORKAROUNDS, "rows": rows,
               "boots": {side: vars(figure) for side, figure in boots.items()},
-              "layer_cache": {label: run.layers for label, run in builds.items()}}
+              "layer_cache": layers, "boot": bench_upstream.BOOT,
+              "boot_why": bench_upstream.BOOT_WHY}
     out = root / f"upstream-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(bench_upstream.render(rows))
-    print(f"boots: {args.boot_runs} each, in turn, seed's flavor; "
+    print(f"boots: {args.boot_runs} each, in turn, seed's flavor, {bench_upstream.BOOT} "
+          f"({bench_upstream.BOOT_WHY}); "
           f"{boots['amp-image'].boot_path}")
     print("upstream's workarounds here: " + "; ".join(bench_upstream.WORKAROUNDS))
     print(f"bench: results in {out}")
