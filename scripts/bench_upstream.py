@@ -69,10 +69,10 @@ CHROOT_LEAKS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 @dataclass(frozen=True)
 class UpstreamInputs:
-    """What the upstream build is made from: the sdist's folder (diskimage-create/ and
-    elements/), its tagged git repository, and the constraints file."""
+    """What the upstream build is made from: octavia's sdist as a tagged git repository
+    (its diskimage-create/ and elements/ run from the working tree), the constraints
+    file, and octavia-lib's repository."""
 
-    source: Path
     repo: Path
     tag: str
     constraints: Path
@@ -99,7 +99,7 @@ def prepare(version: str, root: Path) -> UpstreamInputs:
     lib_repo, _ = octavia_source.tagged_repository(lib_version, root / "octavia-lib",
                                                    "octavia-lib")
     map_ubuntu_only_packages_away(repo / "elements" / "amphora-agent" / "pkg-map")
-    return UpstreamInputs(repo, repo, version, pins, lib_repo, lib_version)
+    return UpstreamInputs(repo, version, pins, lib_repo, lib_version)
 
 
 def map_ubuntu_only_packages_away(pkg_map: Path) -> None:
@@ -141,7 +141,7 @@ def environment(inputs: UpstreamInputs, shims: Path, base: dict[str, str],
 
 
 def command(inputs: UpstreamInputs, output: Path, work: Path, cache: Path) -> list[str]:
-    return ["bash", str(inputs.source / "diskimage-create" / "diskimage-create.sh"),
+    return ["bash", str(inputs.repo / "diskimage-create" / "diskimage-create.sh"),
             "-o", str(output), "-w", str(work), "-c", str(cache)]
 
 

@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench_upstream  # noqa: E402
 
-INPUTS = bench_upstream.UpstreamInputs(Path("/src/octavia-19.0.0"),
-                                       Path("/src/octavia-19.0.0"), "19.0.0",
+INPUTS = bench_upstream.UpstreamInputs(Path("/src/octavia-19.0.0"), "19.0.0",
                                        Path("/data/upper-constraints-2026.2.txt"),
                                        Path("/src/octavia-lib-3.12.0"), "3.12.0")
 
