@@ -335,6 +335,10 @@ def side_by_side(args: argparse.Namespace, root: Path) -> int:
     ours_image = root / "amphora-x64-haproxy.qcow2"
     built = root / "upstream-builds.json"
     if args.reuse_builds:
+        missing = [p for p in (built, upstream_image, ours_image) if not p.is_file()]
+        if missing:
+            raise SystemExit(f"bench: --reuse-builds: no {missing[0]}; run scripts/bench "
+                             "--upstream without it first")
         saved = json.loads(built.read_text())
         theirs, ours = saved["upstream"], saved["amp-image"]
     else:
