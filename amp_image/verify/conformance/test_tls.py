@@ -123,7 +123,7 @@ def test_ssl_client_headers_describe_the_client(tls_listeners, client_pki):
     assert seen["x-ssl-client-has-cert"] == "1", seen
     assert seen["x-ssl-client-cn"] == "client-a", seen
     assert "/CN=client-a" in seen["x-ssl-client-dn"], seen
-    assert "/CN=amp-image test CA" in seen["x-ssl-issuer"], seen
+    assert f"/CN={client_pki.CA_NAME}" in seen["x-ssl-issuer"], seen
     assert seen["x-ssl-client-sha1"].lower() == hashlib.sha1(der).hexdigest(), seen
     for edge in ("x-ssl-client-not-before", "x-ssl-client-not-after"):
         assert re.fullmatch(r"\d{12}Z", seen[edge]), seen

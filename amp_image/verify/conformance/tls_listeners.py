@@ -30,8 +30,10 @@ ONLY_CIPHER = "ECDHE-ECDSA-AES256-GCM-SHA384"  # the listener's key is EC
 class ClientPKI:
     """The load balancer users' CA, its clients and its CRL (one client revoked)."""
 
+    CA_NAME = "tls-clients"  # not the controller's CA: the issuer header must name this
+
     def __init__(self, directory: Path) -> None:
-        self.ca = issue_ca("tls-clients")
+        self.ca = issue_ca(self.CA_NAME)
         self.other_ca = issue_ca("other-clients")
         self.clients = {name: issue_client(self.ca, name)
                         for name in ("client-a", "client-b", "revoked")}
