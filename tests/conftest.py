@@ -85,15 +85,13 @@ def pytest_collection_modifyitems(config, items):
     (VMs of its own, gone when it ends) goes just before.  Tests marked both image and
     boot build and boot their own images in subprocesses (test_boot_variants.py): they
     go with the builds."""
-    if os.environ.get("AMP_TEST_QUICK") == "1":
-        from budget import builds_or_boots  # the plugin module, loaded by pytest_plugins
+    from lanes import LANE_ENV, LIGHT, split  # imports the budget plugin: after pytest_plugins
 
-        heavy = [item for item in items if builds_or_boots(item)]
+    if os.environ.get("AMP_TEST_QUICK") == "1":
+        light, heavy = split(items, LIGHT)
         if heavy:
             config.hook.pytest_deselected(items=heavy)
-            items[:] = [item for item in items if not builds_or_boots(item)]
-    from lanes import LANE_ENV, split  # imports the budget plugin: after pytest_plugins
-
+            items[:] = light
     lane = os.environ.get(LANE_ENV)
     if lane:
         items[:], elsewhere = split(items, lane)
