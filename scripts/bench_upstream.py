@@ -26,6 +26,7 @@ from amp_image.verify import octavia_source
 
 RELEASE = "bookworm"
 BENCH_ELEMENTS = Path(__file__).resolve().parent / "bench-elements"
+GRUB_ELEMENT = Path(__file__).resolve().parent.parent / "amp_image" / "elements" / "amphora-grub"
 # Each variable or step the upstream build gets beyond its own defaults, and why.
 WORKAROUNDS = {
     f"AMP_BASEOS=debian-minimal, DIB_RELEASE={RELEASE}":
@@ -59,6 +60,12 @@ WORKAROUNDS = {
         "trusts; upstream's elements have no CA option, so pip in the chroot fails "
         "CERTIFICATE_VERIFY_FAILED. The element stages the host's bundle for pip before "
         "the agent's install and removes it before the image is made",
+    "DIB_LOCAL_ELEMENTS=amphora-grub (amp-image's element, copied into the bench's work "
+    "folder) on a host without device-mapper":
+        "partitions mapped through loop devices make grub-mkconfig write 'loopback loop1 "
+        "/loop0' into every menu entry, and the image's GRUB stalls on them at boot; the "
+        "element drops those lines after DIB's bootloader, as it does in amp-image's build, "
+        "so both images boot through their own bootloaders",
     "amphora-agent's pkg-map: ubuntu-cloudimage-keyring mapped to nothing for Debian":
         "the element installs Ubuntu's cloud image keyring on every Debian-family image and "
         "maps it away only for Red Hat's; Debian has no such package",
@@ -112,10 +119,12 @@ def map_ubuntu_only_packages_away(pkg_map: Path) -> None:
 
 
 def environment(inputs: UpstreamInputs, shims: Path, base: dict[str, str],
-                mirror: str, ca_bundle: str) -> dict[str, str]:
+                mirror: str, ca_bundle: str,
+                local_elements: tuple[Path, ...] = ()) -> dict[str, str]:
     """The environment diskimage-create.sh runs in: the host's, without its pip and
     Python settings, with diskimage-builder and the shims on PATH and WORKAROUNDS'
-    variables."""
+    variables.  local_elements: element folders added to upstream's (host-ca-bundle
+    comes with ca_bundle)."""
     env = {k: v for k, v in base.items()
            if not k.startswith(LEAKY_ENV_PREFIXES) and k not in CHROOT_LEAKS}
     tool_bin = str(Path(sys.executable).parent)
@@ -134,9 +143,12 @@ def environment(inputs: UpstreamInputs, shims: Path, base: dict[str, str],
         "DIB_REPOLOCATION_upper_constraints": f"file://{inputs.constraints}",
     })
     if ca_bundle:
-        env.update({"DIB_LOCAL_ELEMENTS": "host-ca-bundle",
-                    "DIB_LOCAL_ELEMENTS_PATH": str(BENCH_ELEMENTS),
-                    "DIB_HOST_CA_BUNDLE": ca_bundle})
+        local_elements = (BENCH_ELEMENTS / "host-ca-bundle", *local_elements)
+        env["DIB_HOST_CA_BUNDLE"] = ca_bundle
+    if local_elements:
+        env["DIB_LOCAL_ELEMENTS"] = " ".join(e.name for e in local_elements)
+        folders = dict.fromkeys(str(e.parent) for e in local_elements)
+        env["DIB_LOCAL_ELEMENTS_PATH"] = os.pathsep.join(folders)
     return env
 
 
@@ -148,19 +160,23 @@ def command(inputs: UpstreamInputs, output: Path, work: Path, cache: Path) -> li
 def build_environment(inputs: UpstreamInputs, work: Path) -> dict[str, str]:
     """environment() for this host: its mirror, and the shims it needs in work/bin."""
     shims = work / "bin"
-    install_shims(shims, host.device_mapper_works())
+    device_mapper = host.device_mapper_works()
+    install_shims(shims, device_mapper)
+    local_elements: tuple[Path, ...] = ()
+    if not device_mapper:
+        # A copy of its own: amp-image's other elements share upstream's names.
+        grub = work / "elements" / GRUB_ELEMENT.name
+        shutil.copytree(GRUB_ELEMENT, grub, ignore=shutil.ignore_patterns("tests"))
+        local_elements = (grub,)
     return environment(inputs, shims, dict(os.environ), host.debian_mirror(),
-                       host.detect_ca_bundle(os.environ))
+                       host.detect_ca_bundle(os.environ), local_elements)
 
 
 # --- the side-by-side run -------------------------------------------------------------
 
-# How both images boot in the side-by-side run, and why not through their bootloaders.
-BOOT = "direct"
-BOOT_WHY = ("upstream's image built on this host (no device-mapper: partitions through "
-            "loop devices) has grub-mkconfig's 'loopback loop1 /loop0' lines in its "
-            "grub.cfg, and its GRUB stalls on them under QEMU; so both boot the same way, "
-            "each with its own kernel, initramfs and GRUB command line")
+# How both images boot in the side-by-side run: as Nova boots them.
+BOOT = "bootloader"
+BOOT_WHY = "each image's own GRUB, kernel and initramfs, as Nova boots it"
 
 # Targets as ratios amp-image / upstream, in one run (issue 26); memory: not higher.
 RATIO_TARGETS = {

@@ -57,6 +57,31 @@ def test_no_ca_bundle_no_local_element():
     assert "DIB_LOCAL_ELEMENTS" not in env and "DIB_HOST_CA_BUNDLE" not in env
 
 
+def test_local_elements_join_the_ca_bundles_in_dib_local_elements(tmp_path):
+    """On a host without device-mapper the bench adds amp-image's amphora-grub (a copy of
+    its own, in the work folder) beside host-ca-bundle: both names in the list upstream's
+    script appends to its elements, both folders on its elements path."""
+    grub = tmp_path / "elements" / "amphora-grub"
+    env = bench_upstream.environment(INPUTS, Path("/work/bin"), {"PATH": "/usr/bin"},
+                                     "http://mirror.example/debian", "/etc/ssl/ca.pem",
+                                     (grub,))
+    assert env["DIB_LOCAL_ELEMENTS"] == "host-ca-bundle amphora-grub"
+    assert env["DIB_LOCAL_ELEMENTS_PATH"].split(":") == [
+        str(bench_upstream.BENCH_ELEMENTS), str(tmp_path / "elements")]
+    alone = bench_upstream.environment(INPUTS, Path("/work/bin"), {"PATH": "/usr/bin"},
+                                       "http://mirror.example/debian", "", (grub,))
+    assert (alone["DIB_LOCAL_ELEMENTS"], alone["DIB_LOCAL_ELEMENTS_PATH"]) == \
+        ("amphora-grub", str(tmp_path / "elements"))
+    assert "DIB_HOST_CA_BUNDLE" not in alone
+
+
+def test_the_grub_element_the_bench_copies_is_amp_images_and_drops_loop_lines():
+    element = bench_upstream.GRUB_ELEMENT
+    assert (element / "finalise.d" / "51-grub-drop-build-loop-devices").is_file()
+    assert (element / "element-deps").read_text().split() == ["bootloader"]
+    assert "amphora-grub" in " ".join(bench_upstream.WORKAROUNDS)
+
+
 def test_the_command_is_the_scripts_own_flags():
     cmd = bench_upstream.command(INPUTS, Path("/out/up.qcow2"), Path("/w"), Path("/c"))
     assert cmd == ["bash", "/src/octavia-19.0.0/diskimage-create/diskimage-create.sh",
