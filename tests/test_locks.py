@@ -177,3 +177,42 @@ def test_package_cache_goes_to_one_build_the_other_does_without(holders, tmp_pat
     first.kill()
     with locks.package_cache(cache) as other:
         assert other == ""
+
+
+def test_conformance_harness_venv_is_made_by_one_process_at_a_time(tmp_path, monkeypatch):
+    """harness_venv.ensure takes the venv's lock: while another process holds it (here
+    a real process holding the same lock file), ensure waits, says for which PID, and
+    then finds the venv made and installs nothing (the venv is a stand-in: a python
+    and the stamp its inputs give, so no pip runs)."""
+    from amp_image.verify.conformance import harness_venv
+
+    monkeypatch.setattr(harness_venv, "CACHE", tmp_path)
+    venv = harness_venv.venv_dir("19.0.0")
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    constraints_file = harness_venv.constraints.vendored_for("19.0.0")
+    (venv / ".amp-image-stamp").write_text(harness_venv._stamp("19.0.0", constraints_file))
+    lock_path = venv.with_name(venv.name + ".lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from pathlib import Path\nfrom amp_image.builder import locks\n"
+         "lock = locks.acquire(Path(sys.argv[1]), what='x', wait=False, busy_hint='', "
+         "emit=print)\nprint('HELD', flush=True)\ntime.sleep(300)", str(lock_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
+        said: queue.Queue = queue.Queue()
+        done: queue.Queue = queue.Queue()
+        worker = threading.Thread(
+            target=lambda: done.put(harness_venv.ensure("19.0.0", emit=said.put)))
+        worker.start()
+        message = said.get(timeout=30)
+        assert message == (f"the conformance harness venv {venv} is in use by amp-image PID "
+                           f"{holder.pid}; waiting for it to finish"), message
+        assert done.empty()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.get(timeout=30) == venv / "bin" / "python"
+    worker.join(timeout=30)
+    assert (venv / "amp-image-package" / "amp_image").is_symlink()

@@ -127,16 +127,17 @@ def try_acquire(path: Path) -> Lock | None:
 
 
 def acquire(path: Path, *, what: str, wait: bool, busy_hint: str,
-            emit: Callable[[str], None]) -> Lock:
-    """Take the lock; if another process holds it, wait (saying so) or raise LockBusy."""
+            emit: Callable[[str], None], waiting_hint: str = "") -> Lock:
+    """Take the lock; if another process holds it, wait (saying so, with waiting_hint)
+    or raise LockBusy (with busy_hint)."""
     fd = _open(path)
     if not _try_flock(fd):
         pid = holder(path)
         if not wait:
             os.close(fd)
             raise LockBusy(f"{what} is in use by amp-image PID {pid}; {busy_hint}")
-        emit(f"{what} is in use by amp-image PID {pid}; waiting for it to finish "
-             "(--no-wait fails instead)")
+        emit(f"{what} is in use by amp-image PID {pid}; waiting for it to finish"
+             + (f" ({waiting_hint})" if waiting_hint else ""))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
@@ -150,7 +151,8 @@ def acquire(path: Path, *, what: str, wait: bool, busy_hint: str,
 def work_dir_lock(work_dir: Path, *, wait: bool,
                   emit: Callable[[str], None]) -> Iterator[Lock]:
     lock = acquire(work_dir / WORK_DIR_LOCK, what=f"work dir {work_dir}", wait=wait,
-                   busy_hint="wait for it, or use another --work-dir", emit=emit)
+                   busy_hint="wait for it, or use another --work-dir", emit=emit,
+                   waiting_hint="--no-wait fails instead")
     try:
         yield lock
     finally:

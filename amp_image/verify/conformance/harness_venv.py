@@ -6,6 +6,8 @@ the test tools the harness runs (pytest, pytest-testinfra, pycdlib,
 paramiko).  amp-image's own package is visible there through a directory
 holding only ``amp_image``, so none of amp-image's runtime pins mix with
 octavia's: this venv is for the test harness only, never amp-image's runtime.
+Two processes that need it at once (two test runs, or a suite's lanes) take turns:
+the second waits on ``octavia-VERSION.lock`` beside it and finds it made.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from amp_image import PACKAGE_DIR
-from amp_image.builder import constraints
+from amp_image.builder import constraints, locks
 from amp_image.errors import HostError
 
 CACHE = Path("~/.cache/amp-image/conformance").expanduser()
@@ -43,8 +45,19 @@ def _pip_env() -> dict[str, str]:
 
 def ensure(octavia_version: str, emit=print) -> Path:
     """The venv's python, made (or remade, when its inputs changed) as needed."""
-    constraints_file = constraints.vendored_for(octavia_version)
     venv = venv_dir(octavia_version)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    lock = locks.acquire(venv.with_name(venv.name + ".lock"),
+                         what=f"the conformance harness venv {venv}", wait=True,
+                         busy_hint="", emit=emit)
+    try:
+        return _ensure(octavia_version, venv, emit)
+    finally:
+        lock.release()
+
+
+def _ensure(octavia_version: str, venv: Path, emit) -> Path:
+    constraints_file = constraints.vendored_for(octavia_version)
     python = venv / "bin" / "python"
     stamp = venv / ".amp-image-stamp"
     want = _stamp(octavia_version, constraints_file)
