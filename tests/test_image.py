@@ -101,6 +101,14 @@ def test_agent_version_and_pyroute2(root):
     assert f"AMPHORA_AGENT_CONSTRAINTS_SHA256={digest}" in record
 
 
+def test_no_test_suites_in_the_agent_venv(root):
+    """A slim image's venv has no distribution's top-level tests package (octavia's,
+    oslo's, keystoneauth1's, ...), and the agent's own package is whole."""
+    site = next((root / "opt/amphora-agent-venv/lib").glob("python3*/site-packages"))
+    assert sorted(p.relative_to(site).as_posix() for p in site.glob("*/tests")) == []
+    assert (site / "octavia/amphorae/backends/agent/api_server/server.py").is_file()
+
+
 def test_octavia_dirs(root):
     assert (root / "etc/octavia/certs").is_dir()
     assert (root / "var/lib/octavia").is_dir()
