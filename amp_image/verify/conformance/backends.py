@@ -84,6 +84,10 @@ class _UDPServer(socketserver.ThreadingMixIn, socketserver.UDPServer):
     allow_reuse_address = True
 
 
+class _UDP6Server(_UDPServer):
+    address_family = socket.AF_INET6
+
+
 @dataclass
 class Service:
     """One server of one member: start() and stop() as often as a test likes."""
@@ -99,7 +103,8 @@ class Service:
     def _make(self) -> socketserver.BaseServer:
         attrs = {"member": self.member}
         if self.kind == "udp":
-            return _UDPServer((self.address, self.port), type("H", (_UDPEcho,), attrs))
+            udp_type = _UDP6Server if ":" in self.address else _UDPServer
+            return udp_type((self.address, self.port), type("H", (_UDPEcho,), attrs))
         server_type = _HTTP6Server if ":" in self.address else _HTTPServer
         server = server_type((self.address, self.port), type("H", (_Handler,), attrs))
         if self.kind == "tls":
@@ -142,12 +147,12 @@ class Backends:
                 services[(member, kind)] = service
         return cls(services)
 
-    def add_http(self, member: str, address: str) -> None:
-        """One more HTTP server for a member, at another of its addresses (keyed
-        (member, "http " + address))."""
-        service = Service("http", member, address, HTTP_PORT)
+    def add(self, kind: str, member: str, address: str) -> None:
+        """One more HTTP or UDP server for a member, at another of its addresses (keyed
+        (member, "KIND ADDRESS"))."""
+        service = Service(kind, member, address, UDP_PORT if kind == "udp" else HTTP_PORT)
         service.start()
-        self.services[(member, f"http {address}")] = service
+        self.services[(member, f"{kind} {address}")] = service
 
     def __getitem__(self, key: tuple[str, str]) -> Service:
         return self.services[key]
@@ -157,9 +162,15 @@ class Backends:
             service.stop()
 
 
-def udp_ask(address: str, port: int, payload: bytes = b"hello", timeout: float = 3) -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def udp_ask(address: str, port: int, payload: bytes = b"hello", timeout: float = 3,
+            source: str | None = None) -> str | None:
+    """One datagram to address:port and its answer (None if none came); source: the
+    client's own address."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
+        if source:
+            sock.bind((source, 0))
         sock.sendto(payload, (address, port))
         try:
             return sock.recv(512).decode(errors="replace")

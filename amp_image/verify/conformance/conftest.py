@@ -90,16 +90,18 @@ def backend_pki() -> ThrowawayPKI:
 
 @pytest.fixture(scope="session")
 def backends(segments, backend_pki, certs_dir):
-    """Each member's servers; HTTP also at its IPv6 address and at its address on the
-    SR-IOV member subnet."""
+    """Each member's servers; HTTP and UDP also at its IPv6 address, HTTP at its
+    address on the SR-IOV member subnet."""
     files = write_pair(certs_dir, "backend", backend_pki.server.cert_pem,
                        backend_pki.server.key_pem)
     client_ca = certs_dir / "backend-client-ca.crt"
     client_ca.write_bytes(backend_pki.ca.cert_pem)
     servers = backend_servers.Backends.start_all(network.BACKENDS, files, client_ca)
-    for addresses in (network.BACKENDS6, network.SRIOV_BACKENDS):
-        for member, address in addresses.items():
-            servers.add_http(member, address)
+    for member, address in network.BACKENDS6.items():
+        servers.add("http", member, address)
+        servers.add("udp", member, address)
+    for member, address in network.SRIOV_BACKENDS.items():
+        servers.add("http", member, address)
     yield servers
     servers.stop_all()
 

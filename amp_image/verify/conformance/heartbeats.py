@@ -14,7 +14,9 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
+from octavia.amphorae.backends.agent import agent_jinja_cfg
 from octavia.amphorae.backends.health_daemon import status_message
+from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
 
 from amp_image.poll import PollTimeout, poll_until
@@ -105,3 +107,21 @@ def wait_member(heartbeats: HeartbeatReceiver, pool, member_index: int, want: st
     heartbeats.wait_for(lambda m: member_status(m, pool.id, member.id) == want,
                         HEALTH_TIMEOUT, f"member {member.ip_address} of pool {pool.id} {want}")
 
+
+
+def send_agent_config(octavia, receiver: HeartbeatReceiver) -> dict:
+    """update_amphora_agent_config with the controller's own rendering (this receiver
+    among its controllers), and the amphora's first heartbeat after it."""
+    config = agent_jinja_cfg.AgentJinjaTemplater().build_agent_config(
+        octavia.amp.id, consts.TOPOLOGY_SINGLE)
+    assert receiver.controller in config
+    octavia.driver.update_amphora_agent_config(octavia.amp, config.encode())
+    return receiver.wait_for(lambda m: m.get("id") == octavia.amp.id, 60,
+                             "this amphora's id")
+
+
+def ensure_heartbeats(octavia, receiver: HeartbeatReceiver) -> None:
+    """The amphora sending heartbeats here, unless a module before set it up (a module
+    run alone, -k)."""
+    if receiver.count() == 0:
+        send_agent_config(octavia, receiver)

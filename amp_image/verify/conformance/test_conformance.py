@@ -20,7 +20,6 @@ import ssl
 import time
 
 import pytest
-from octavia.amphorae.backends.agent import agent_jinja_cfg
 from octavia.amphorae.backends.health_daemon import status_message
 from octavia.common import constants as consts
 from octavia.common import exceptions as octavia_exceptions
@@ -39,7 +38,11 @@ from amp_image.verify.conformance.clients import (
     refused,
     wait_until,
 )
-from amp_image.verify.conformance.heartbeats import member_status, wait_member
+from amp_image.verify.conformance.heartbeats import (
+    member_status,
+    send_agent_config,
+    wait_member,
+)
 from amp_image.verify.conformance.plugs import plug_vip
 from amp_image.verify.pki import ThrowawayPKI
 
@@ -113,12 +116,7 @@ def test_driver_reaches_the_agent(octavia):
 
 def test_agent_config_update_sends_heartbeats(octavia, heartbeats):
     """Agent config update (update_amphora_agent_config): heartbeats to the new controller."""
-    config = agent_jinja_cfg.AgentJinjaTemplater().build_agent_config(
-        octavia.amp.id, consts.TOPOLOGY_SINGLE)
-    assert heartbeats.controller in config
-    octavia.driver.update_amphora_agent_config(octavia.amp, config.encode())
-    message = heartbeats.wait_for(lambda m: m.get("id") == octavia.amp.id, 60,
-                                  "this amphora's id")
+    message = send_agent_config(octavia, heartbeats)
     assert message["ver"] >= 3 and "listeners" in message and "pools" in message
 
 
