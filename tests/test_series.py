@@ -260,11 +260,12 @@ def test_element_removes_the_build_packages_again():
 
 
 # Stand-ins for what the hook runs in the chroot: python3 makes a venv whose pip and
-# python do nothing (python prints a version or a path when asked); every package tool
-# logs its name and arguments.
+# python do nothing (python prints a version, or its venv's empty site folder, when
+# asked); every package tool logs its name and arguments.
 _STUBS = {
-    "python3": 'mkdir -p "$3/bin"; for t in pip python; do printf \'#!/bin/sh\\n'
-               'case "$*" in *version*) echo 14.0.2;; *purelib*) echo /tmp/site;; esac\\n\''
+    "python3": 'mkdir -p "$3/bin" "$3/site"; for t in pip python; do printf \'#!/bin/sh\\n'
+               'case "$*" in *version*) echo 14.0.2;; '
+               '*purelib*) echo $(dirname $(dirname $0))/site;; esac\\n\''
                ' > "$3/bin/$t"; chmod +x "$3/bin/$t"; done',
     **{tool: 'echo "$(basename "$0") $*" >> "$PACKAGE_TOOL_LOG"'
        for tool in ("apt-get", "apt", "aptitude", "dpkg", "install-packages")},
