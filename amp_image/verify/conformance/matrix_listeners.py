@@ -23,8 +23,6 @@ PORTS = {"source-ip-persistence": 80, "http-cookie": 81, "app-cookie": 82,
          "udp-ipv6-members": 5357, "udp-mixed-members": 5358}
 # The UDP listeners (no TCP socket on the VIP).
 UDP_LISTENERS = ("udp-persistence", "udp-source-ip", "udp-ipv6-members", "udp-mixed-members")
-# Member A at its IPv4 address, B at its IPv6 one.
-MIXED = {MEMBER_A: network.BACKENDS[MEMBER_A], MEMBER_B: network.BACKENDS6[MEMBER_B]}
 # Client addresses on the VIP bridge besides the gateway (SOURCE_IP hashing).
 CLIENTS = [f"10.0.3.{host}" for host in range(100, 116)]
 CLOSED_PORT = 8  # nothing listens there on the members
@@ -140,7 +138,8 @@ def make_listeners(topology) -> dict[str, object]:
              addresses=network.BACKENDS6, **UDP_MONITOR))
     listeners["udp-mixed-members"] = controller.listener(
         topology, UDP, PORTS["udp-mixed-members"],
-        pool(topology, UDP, servers.UDP_PORT, addresses=MIXED))
+        pool(topology, UDP, servers.UDP_PORT, addresses=network.MIXED_BACKENDS))
     listeners["tcp-mixed-members"] = controller.listener(
-        topology, TCP, PORTS["tcp-mixed-members"], pool(topology, TCP, web, addresses=MIXED))
+        topology, TCP, PORTS["tcp-mixed-members"],
+        pool(topology, TCP, web, addresses=network.MIXED_BACKENDS))
     return listeners

@@ -37,6 +37,8 @@ MEMBER6_CIDR = "fd00:4::/64"
 MEMBER6_GATEWAY = "fd00:4::1"
 MEMBER6_PORT_IP = "fd00:4::20"
 BACKENDS6 = {"member-a": "fd00:4::101", "member-b": "fd00:4::102"}
+# One member of each family: A at its IPv4 address, B at its IPv6 one.
+MIXED_BACKENDS = {"member-a": BACKENDS["member-a"], "member-b": BACKENDS6["member-b"]}
 SRIOV_MEMBER_CIDR = "10.0.5.0/24"
 SRIOV_MEMBER_GATEWAY = "10.0.5.1"
 SRIOV_MEMBER_PORT_IP = "10.0.5.20"

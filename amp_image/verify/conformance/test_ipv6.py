@@ -22,7 +22,6 @@ from amp_image.verify.conformance.plugs import ensure_plugged
 
 HTTP, TCP = consts.PROTOCOL_HTTP, consts.PROTOCOL_TCP
 PORTS = {"ipv6-members": 8601, "mixed-members": 8602, "tcp-ipv6-members": 8603}
-MIXED = {MEMBER_A: network.BACKENDS[MEMBER_A], MEMBER_B: network.BACKENDS6[MEMBER_B]}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def ipv6_listeners(octavia, amphora_host, backends):
             insert_headers={"X-Forwarded-For": "true"}),
         "mixed-members": controller.listener(
             topology, HTTP, PORTS["mixed-members"],
-            controller.pool(topology, HTTP, web, addresses=MIXED)),
+            controller.pool(topology, HTTP, web, addresses=network.MIXED_BACKENDS)),
         "tcp-ipv6-members": controller.listener(
             topology, TCP, PORTS["tcp-ipv6-members"],
             controller.pool(topology, TCP, web, addresses=network.BACKENDS6)),
