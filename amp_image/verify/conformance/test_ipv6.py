@@ -17,7 +17,7 @@ from octavia.common import constants as consts
 from amp_image.verify.conformance import backends as servers
 from amp_image.verify.conformance import clients, controller, network
 from amp_image.verify.conformance.clients import MEMBER_A, MEMBER_B
-from amp_image.verify.conformance.heartbeats import wait_member
+from amp_image.verify.conformance.heartbeats import ensure_heartbeats, wait_member
 from amp_image.verify.conformance.plugs import ensure_plugged
 
 HTTP, TCP = consts.PROTOCOL_HTTP, consts.PROTOCOL_TCP
@@ -25,9 +25,11 @@ PORTS = {"ipv6-members": 8601, "mixed-members": 8602, "tcp-ipv6-members": 8603}
 
 
 @pytest.fixture(scope="module")
-def ipv6_listeners(octavia, amphora_host, backends):
-    """This module's listeners on the shared amphora, in one update."""
+def ipv6_listeners(octavia, amphora_host, backends, heartbeats):
+    """This module's listeners on the shared amphora, in one update (the ports plugged
+    and the heartbeats set up first if no module before did, -k)."""
     ensure_plugged(octavia, amphora_host)
+    ensure_heartbeats(octavia, heartbeats)
     topology, web = octavia.topology, servers.HTTP_PORT
     v6_pool = controller.pool(topology, HTTP, web, consts.HEALTH_MONITOR_HTTP,
                               addresses=network.BACKENDS6, delay=2, timeout=2)
