@@ -150,17 +150,21 @@ def test_source_ip_algorithm(matrix, listener):
     _each_client_on_one_member(PORTS[listener], CLIENTS[8:])
 
 
+def _udp_members(vip: str, port: int, tries: int = 6, source: str | None = None) -> set[str]:
+    """Which members answered `tries` datagrams ("?" for one that got no answer)."""
+    return {(servers.udp_ask(vip, port, source=source) or "?").split()[0]
+            for _ in range(tries)}
+
+
 def test_udp_source_ip_algorithm(matrix):
     """Algorithm SOURCE_IP on UDP (LVS sh): each client address stays on one member."""
-    def members_of(address: str) -> set[str] | None:
-        answers = [servers.udp_ask(network.VIP, PORTS["udp-source-ip"], source=address)
-                   for _ in range(4)]
-        return None if None in answers else {a.split()[0] for a in answers}
-    wait_until(lambda: members_of(CLIENTS[0]), 90, "UDP answers through the sh listener")
+    port = PORTS["udp-source-ip"]
+    wait_until(lambda: "?" not in _udp_members(network.VIP, port, 4, CLIENTS[0]), 90,
+               "UDP answers through the sh listener")
     seen = set()
     for address in CLIENTS[8:]:
-        members = members_of(address)
-        assert members and len(members) == 1, (address, members)
+        members = _udp_members(network.VIP, port, 4, address)
+        assert len(members) == 1 and "?" not in members, (address, members)
         seen |= members
     assert seen == {MEMBER_A, MEMBER_B}, seen
 
@@ -225,8 +229,13 @@ def test_alternate_monitor_address_and_port(matrix, heartbeats, backends):
     wait_member(heartbeats, pool, 0, "UP")
 
 
+def _haproxy_cfg(octavia, amphora_host) -> str:
+    """The haproxy configuration the agent runs for the load balancer."""
+    return amphora_host.check_output(f"cat /var/lib/octavia/{octavia.lb.id}/haproxy.cfg")
+
+
 def _monitor_lines(octavia, amphora_host, pool) -> str:
-    config = amphora_host.check_output(f"cat /var/lib/octavia/{octavia.lb.id}/haproxy.cfg")
+    config = _haproxy_cfg(octavia, amphora_host)
     return config.split(f"\nbackend {pool.id}")[1].split("\nbackend ")[0]
 
 
@@ -261,7 +270,7 @@ def test_insert_headers(matrix):
 
 def test_listener_timeouts_rendered(octavia, matrix, amphora_host):
     """Listener timeouts: all four in the haproxy configuration the agent runs."""
-    config = amphora_host.check_output(f"cat /var/lib/octavia/{octavia.lb.id}/haproxy.cfg")
+    config = _haproxy_cfg(octavia, amphora_host)
     section = config.split(f"frontend {matrix['timeouts'].id}")[1].split("\nfrontend ")[0]
     for line in ("timeout client 2000", "tcp-request inspect-delay 500",
                  "timeout connect 1000", "timeout server 1500"):
@@ -328,10 +337,6 @@ def test_l7_unmatched_requests_reach_the_default_pool(matrix):
 
 
 # --- UDP over IPv6 ----------------------------------------------------------------
-
-def _udp_members(vip: str, port: int, tries: int = 6) -> set[str]:
-    return {(servers.udp_ask(vip, port) or "?").split()[0] for _ in range(tries)}
-
 
 def test_udp_over_ipv6(matrix):
     """UDP over IPv6: a UDP listener with IPv6 members (UDP-CONNECT monitor checking
