@@ -45,8 +45,9 @@ VARIANTS = "variants"
 BOOTED = "booted checks"
 SRIOV = "SR-IOV"
 CONFORMANCE = "conformance"
+CLOUD = "real cloud"
 OTHER = "other"
-GROUPS = (UNIT, OFFLINE, EXTRA_BUILDS, FAULTS, VARIANTS, BOOTED, SRIOV, CONFORMANCE)
+GROUPS = (UNIT, OFFLINE, EXTRA_BUILDS, FAULTS, VARIANTS, BOOTED, SRIOV, CONFORMANCE, CLOUD)
 
 # Where a test function is written (relative to the checkout; fnmatch patterns, first
 # match wins) -> its group; or, for a file holding both kinds, (the group of its tests
@@ -73,6 +74,8 @@ TABLE: dict[str, str | tuple[str, str]] = {
     # `amp-image test --conformance` (its scenarios run in a pytest of their own).
     "tests/test_conformance.py": CONFORMANCE,
     "amp_image/verify/conformance/test_*.py": CONFORMANCE,
+    # amp-image's cloud commands against the real test cloud (scripts/testcloud).
+    "tests/test_cloud_*.py": CLOUD,
     # Everything else: unit tests, the elements' own beside them, and lint, which
     # neither build nor boot (what `scripts/test --quick` runs).  A test elsewhere that
     # builds or boots counts as "other" until it has a line above.
@@ -85,6 +88,12 @@ TABLE: dict[str, str | tuple[str, str]] = {
 HEAVY_MARKERS = ("image", "boot", "conformance")
 IMAGE_FIXTURES = frozenset({"built_image", "amphora_image", "amphora_record", "amphora",
                             "amphora_host", "image_record"})
+
+
+def needs_cloud(item) -> bool:
+    """A test of the real test cloud: no build, no VM, but a minute to start the cloud
+    (the light lane runs it; --quick leaves it out)."""
+    return bool(item.get_closest_marker("cloud"))
 
 
 def builds_or_boots(item) -> bool:

@@ -3,7 +3,8 @@
 Set AMP_TEST_IMAGE to reuse an image built earlier in the same run (scripts/test
 does); otherwise the first test that needs it builds it with amp-image (DIB).
 AMP_TEST_QUICK=1 (scripts/test --quick) deselects every test that builds or boots
-(budget.builds_or_boots).  The time budget's plugin is budget.py.
+(budget.builds_or_boots) or needs the real test cloud (budget.needs_cloud).  The time
+budget's plugin is budget.py.
 """
 
 from __future__ import annotations
@@ -57,6 +58,33 @@ GIT_AGENT_VERSION = "19.0.0"
 
 
 @pytest.fixture(scope="session")
+def test_cloud():
+    """The real test cloud (scripts/test-cloud), up once for the tests that talk to a
+    cloud and down after them: also after a failure, and on SIGTERM (which unwinds like
+    Ctrl-C, so that pytest's teardown runs).  A cloud a developer brought up with
+    `scripts/test-cloud up` is used as it is, and left up."""
+    import signal
+
+    from cloud_client import CloudDir, RealCloud, cloud_life, load_state
+
+    where = CloudDir.from_env()
+    if cloud_life.is_up(where):
+        yield RealCloud(where, load_state(where))
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        state = cloud_life.up(where, cloud_life.DEFAULT_SERIES)
+        yield RealCloud(where, state)
+    finally:
+        cloud_life.down(where)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
 def octavia_git_repo(tmp_path_factory) -> tuple[Path, str]:
     """A local git repository of octavia's released source (the PyPI sdist), committed
     and tagged (amp_image.verify.octavia_source).  Returns the repository and its
@@ -76,8 +104,9 @@ def amphora_sriov() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """With AMP_TEST_QUICK=1 (scripts/test --quick): deselect every test that builds or
-    boots, so they show as deselected, never as passed or skipped.  With
+    """With AMP_TEST_QUICK=1 (scripts/test --quick): deselect every test that builds,
+    boots or needs the test cloud, so they show as deselected, never as passed or
+    skipped.  With
     AMP_TEST_LANE (scripts/test's lanes, lanes.py): only that lane's items; the others
     run in their own lane's pytest.
 
@@ -85,10 +114,13 @@ def pytest_collection_modifyitems(config, items):
     (VMs of its own, gone when it ends) goes just before.  Tests marked both image and
     boot build and boot their own images in subprocesses (test_boot_variants.py): they
     go with the builds."""
+    from budget import needs_cloud
     from lanes import LANE_ENV, LIGHT, split  # imports the budget plugin: after pytest_plugins
 
     if os.environ.get("AMP_TEST_QUICK") == "1":
         light, heavy = split(items, LIGHT)
+        heavy += [item for item in light if needs_cloud(item)]
+        light = [item for item in light if not needs_cloud(item)]
         if heavy:
             config.hook.pytest_deselected(items=heavy)
             items[:] = light

@@ -13,7 +13,6 @@ from helpers import no_cloud_env
 
 from amp_image.cli import main
 from amp_image.cloud import connection as cloud
-from amp_image.cloud.apply import apply
 from amp_image.cloud.flavor_data import AMPHORA_FLAVOR_KEYS, flavor_data, validate_flavor_data
 from amp_image.cloud.options import AmphoraFlavorOptions, OpenStackConfigError
 from amp_image.cloud.validation import validate
@@ -227,106 +226,6 @@ def test_cloud_name_resolution():
         cloud.cloud_name(None, {"OS_CLOUD": ""})
 
 
-class FakeResource:
-    def __init__(self, **attrs):
-        self.__dict__.update(attrs)
-
-
-class FakeCompute:
-    """Just enough of openstacksdk's compute proxy, in memory."""
-
-    def __init__(self):
-        self.aggregates, self.flavors = {}, {}
-
-    def find_aggregate(self, name):
-        return self.aggregates.get(name)
-
-    def create_aggregate(self, name):
-        self.aggregates[name] = FakeResource(name=name, hosts=[], metadata={})
-        return self.aggregates[name]
-
-    def add_host_to_aggregate(self, aggregate, host):
-        aggregate.hosts.append(host)
-        return aggregate
-
-    def set_aggregate_metadata(self, aggregate, metadata):
-        aggregate.metadata.update(metadata)
-
-    def find_flavor(self, name_or_id):
-        return self.flavors.get(name_or_id)
-
-    def create_flavor(self, **attrs):
-        self.flavors[attrs["id"]] = FakeResource(extra_specs={}, projects=[], **attrs)
-        return self.flavors[attrs["id"]]
-
-    def create_flavor_extra_specs(self, flavor, specs):
-        flavor.extra_specs.update(specs)
-
-    def fetch_flavor_extra_specs(self, flavor):
-        return flavor
-
-    def get_flavor_access(self, flavor):
-        return [{"flavor_id": flavor.id, "tenant_id": p} for p in flavor.projects]
-
-    def flavor_add_tenant_access(self, flavor, project_id):
-        flavor.projects.append(project_id)
-
-
-class FakeLoadBalancer:
-    def __init__(self):
-        self.profiles, self.flavors = {}, {}
-
-    def find_flavor_profile(self, name):
-        return self.profiles.get(name)
-
-    def create_flavor_profile(self, **attrs):
-        self.profiles[attrs["name"]] = FakeResource(id=f"p-{attrs['name']}", **attrs)
-        return self.profiles[attrs["name"]]
-
-    def find_flavor(self, name):
-        return self.flavors.get(name)
-
-    def create_flavor(self, **attrs):
-        self.flavors[attrs["name"]] = FakeResource(**attrs)
-        return self.flavors[attrs["name"]]
-
-
-class FakeIdentity:
-    def find_project(self, name, ignore_missing=True):
-        return FakeResource(id=f"id-of-{name}")
-
-
-class FakeCloud:
-    def __init__(self):
-        self.compute, self.load_balancer = FakeCompute(), FakeLoadBalancer()
-        self.identity = FakeIdentity()
-
-
-def test_apply_creates_what_the_commands_describe_and_is_rerunnable():
-    opts = AmphoraFlavorOptions(hosts=("cmp1", "cmp2"), vip_networks=("public",),
-                                    sriov_vip=True, project="service")
-    fake, said = FakeCloud(), []
-    apply(opts, fake, emit=said.append)
-    agg = fake.compute.aggregates["amphora-sriov"]
-    assert agg.hosts == ["cmp1", "cmp2"] and agg.metadata == {"public-sriov": "true"}
-    flavor = fake.compute.flavors["amphora-sriov"]
-    assert flavor.is_public is False and flavor.projects == ["id-of-service"]
-    assert flavor.extra_specs == {"hw_rng:allowed": "True",
-                                  "aggregate_instance_extra_specs:public-sriov": "true"}
-    profile = fake.load_balancer.profiles["amphora-sriov-profile"]
-    assert profile.provider_name == "amphora"
-    assert json.loads(profile.flavor_data) == {"compute_flavor": "amphora-sriov",
-                                               "sriov_vip": True, "allow_member_sriov": False}
-    assert fake.load_balancer.flavors["amphora-sriov"].flavor_profile_id == profile.id
-    # Again, with one more host: only the host is added, the rest is kept.
-    said.clear()
-    apply(AmphoraFlavorOptions(hosts=("cmp1", "cmp2", "cmp3"), vip_networks=("public",),
-                                       sriov_vip=True), fake, emit=said.append)
-    assert agg.hosts == ["cmp1", "cmp2", "cmp3"]
-    assert "added cmp3 to amphora-sriov" in said
-    assert sum("exists; kept" in line for line in said) == 3
-
-
 def test_main_has_every_command():
     assert set(main.commands) == {"build", "test", "publish", "openstack-config", "diff",
                                   "check-certs", "cache"}
@@ -337,76 +236,6 @@ def test_openstacksdk_pin_matches_the_extra():
     dev = (ROOT / "requirements-dev.txt").read_text()
     extra = re.search(r'openstack = \["openstacksdk==([^"]+)"\]', pyproject).group(1)
     assert f"openstacksdk=={extra}" in dev.split()
-
-
-class FailsOnce:
-    """Wraps a fake proxy method: the first call raises, as an API error would."""
-
-    def __init__(self, method):
-        self.method, self.calls = method, 0
-
-    def __call__(self, *args, **kw):
-        self.calls += 1
-        if self.calls == 1:
-            raise RuntimeError("HttpException: 503: Service Unavailable (simulated)")
-        return self.method(*args, **kw)
-
-
-@pytest.mark.parametrize("failing", ["create_flavor_extra_specs", "flavor_add_tenant_access"])
-def test_rerun_repairs_a_flavor_left_half_made(failing):
-    """The flavor is created, then the next call fails; the rerun must finish the flavor,
-    not keep it "as it is" without its extra specs or its project access."""
-    opts = AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True, project="service")
-    fake, said = FakeCloud(), []
-    setattr(fake.compute, failing, FailsOnce(getattr(fake.compute, failing)))
-    with pytest.raises(RuntimeError, match="simulated"):
-        apply(opts, fake, emit=said.append)
-    flavor = fake.compute.flavors["amphora-sriov"]
-    assert flavor.extra_specs == {} or flavor.projects == []
-    said.clear()
-    apply(opts, fake, emit=said.append)
-    assert flavor.extra_specs == {"hw_rng:allowed": "True",
-                                  "aggregate_instance_extra_specs:sriov-nic": "true"}
-    assert flavor.projects == ["id-of-service"]
-    assert "compute flavor amphora-sriov exists; kept as it is" in said
-    assert fake.load_balancer.flavors["amphora-sriov"].flavor_profile_id == \
-        "p-amphora-sriov-profile"
-
-
-def test_rerun_fixes_a_changed_extra_spec_and_keeps_others():
-    opts = AmphoraFlavorOptions(hosts=("cmp1",), sriov_vip=True)
-    fake, said = FakeCloud(), []
-    apply(opts, fake)
-    flavor = fake.compute.flavors["amphora-sriov"]
-    flavor.extra_specs.update({"aggregate_instance_extra_specs:sriov-nic": "false",
-                               "hw:cpu_policy": "dedicated"})
-    apply(opts, fake, emit=said.append)
-    assert flavor.extra_specs == {"hw_rng:allowed": "True",
-                                  "aggregate_instance_extra_specs:sriov-nic": "true",
-                                  "hw:cpu_policy": "dedicated"}
-    assert "set aggregate_instance_extra_specs:sriov-nic on compute flavor amphora-sriov" in said
-
-
-def test_apply_failure_then_rerun_through_the_cli(monkeypatch):
-    """The CLI's promise: 're-running --apply completes the rest' (cloud.connect stubbed
-    with the in-memory fake)."""
-    fake = FakeCloud()
-    fake.compute.create_flavor_extra_specs = FailsOnce(fake.compute.create_flavor_extra_specs)
-    monkeypatch.setattr(cloud, "connect", lambda name: fake)
-    args = ("--sriov", "--host", "cmp1", "--sriov-vip", "--apply")
-    first = invoke(*args)
-    assert first.exit_code == 1
-    assert "re-running --apply completes the rest" in first.stderr
-    second = invoke(*args)
-    assert second.exit_code == 0, second.output
-    assert fake.compute.flavors["amphora-sriov"].extra_specs == {
-        "hw_rng:allowed": "True", "aggregate_instance_extra_specs:sriov-nic": "true"}
-
-
-# --- What the controller's octavia release accepts (--octavia-version) ---
-# Octavia's amphora flavor schema (additionalProperties: false) has sriov_vip from
-# 14.0 (2024.1) and allow_member_sriov from 16.0 (2025.1): checked in octavia
-# 14.0.2, 15.1.0 and 16.1.0's octavia/api/drivers/amphora_driver/flavor_schema.py.
 
 
 def profile_data(result) -> dict:

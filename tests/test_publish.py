@@ -87,14 +87,15 @@ def test_build_environment_is_redacted():
 def test_glance_spec_rejects_unknown_architecture():
     with pytest.raises(PublishError, match="unknown image architecture 'm68k'"):
         glance_spec(ImageInventory(architecture="m68k"), image_file="x.qcow2",
-                            name="x", disk_format="qcow2", virtual_size=2**31)
+                            name="x", disk_format="qcow2", virtual_size=2**31, sha256="0")
 
 
 @pytest.mark.parametrize(("arch", "hw_arch", "firmware"), [
     ("amd64", "x86_64", None), ("arm64", "aarch64", "uefi")])
 def test_glance_spec_names_the_architecture_and_its_firmware(arch, hw_arch, firmware):
     properties = glance_spec(ImageInventory(architecture=arch), image_file="x.qcow2",
-                             name="x", disk_format="qcow2", virtual_size=2**31)["properties"]
+                             name="x", disk_format="qcow2", virtual_size=2**31,
+                             sha256="0")["properties"]
     assert properties["hw_architecture"] == hw_arch
     assert properties.get("hw_firmware_type") == firmware
 
@@ -221,7 +222,7 @@ def test_glance_json(published, built_image):
     assert glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
     assert glance["properties"] == {
         "hw_architecture": "x86_64", "hw_rng_model": "virtio", "os_distro": "debian",
-        "os_version": manifest["os"]["version"]}
+        "os_version": manifest["os"]["version"], "amp_image_sha256": manifest["image"]["sha256"]}
     argv = shlex.split(glance["command"])
     assert argv[:3] == ["openstack", "image", "create"]
     assert argv[-3:] == ["--file", built_image.name, built_image.name.rsplit(".", 1)[0]]

@@ -47,7 +47,6 @@ from test_publish import assert_one_line_error, make_small_image, run_publish, s
 
 from amp_image.cli import main
 from amp_image.cli import publish as publish_cli
-from amp_image.cloud import connection as cloud
 from amp_image.publish import signing
 
 CHUNK = 65536  # Glance streams image data in 64 KiB chunks
@@ -388,34 +387,6 @@ def test_a_signing_failure_while_writing_leaves_nothing(small_image, tmp_path, m
 
 
 # --- --upload and build --publish-dir ----------------------------------------------------------
-
-
-class FakeImages:
-    def __init__(self):
-        self.created = []
-
-    def create_image(self, name, **kw):
-        self.created.append((name, kw))
-        return type("Image", (), {"id": "1f0e6a35-0000-4000-8000-000000000001"})()
-
-
-def test_upload_sends_the_signature_properties(small_image, barbican, tmp_path, monkeypatch):
-    images = FakeImages()
-    monkeypatch.setattr(cloud, "check_cloud", lambda name: name)
-    monkeypatch.setattr(cloud, "connect", lambda name: type("Conn", (), {"image": images})())
-    key = make_key("RSA-PSS")
-    uuid = store_cert(barbican, make_cert(key))
-    dest = tmp_path / "dist"
-    result = run_publish(str(small_image), "--dest", str(dest), "--upload", "--cloud", "c",
-                         "--sign-key", str(write_key(tmp_path / "k.pem", key)),
-                         "--cert-uuid", uuid)
-    assert result.exit_code == 0, result.output
-    (name, kw), = images.created
-    props = json.loads((dest / "glance.json").read_text())["properties"]
-    for prop in ("img_signature", "img_signature_hash_method", "img_signature_key_type",
-                 "img_signature_certificate_uuid"):
-        assert kw[prop] == props[prop]
-    nova_verifies(kw, Path(kw["filename"]))
 
 
 def test_build_sign_key_needs_publish_dir(tmp_path):

@@ -10,7 +10,8 @@ import click
 from amp_image.builder.process import stop_on_sigterm
 from amp_image.cli.common import fail
 from amp_image.cloud.glance import DEFAULT_TAG
-from amp_image.errors import AmpImageError
+from amp_image.cloud.rotation import Rotation
+from amp_image.errors import AmpImageError, PublishError
 from amp_image.publish import signing
 from amp_image.publish.publisher import PublishResult, publish_image
 
@@ -101,15 +102,23 @@ def print_published(result: PublishResult) -> None:
 @click.option("--upload", is_flag=True, help="Also create the image in Glance (openstacksdk; "
                                              "needs amp-image[openstack] and a cloud).")
 @click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --upload (default: $OS_CLOUD).")
+@click.option("--rotate", "keep", type=click.IntRange(min=1), default=None, metavar="KEEP",
+              help="After --upload: keep the tag on the KEEP newest of amp-image's images of "
+                   "this name and tag; the older ones lose it (kept for rollback).")
+@click.option("--rotate-delete", is_flag=True, help="With --rotate: delete the older ones "
+                                                    "instead of untagging them.")
 @sign_options
-def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, cloud_name,
-            sign_key, cert_uuid, hash_method, key_type) -> None:
+def publish(image, dest, name, tag, manifests, prefix, copy, force, upload, cloud_name, keep,
+            rotate_delete, sign_key, cert_uuid, hash_method, key_type) -> None:
     """Publish IMAGE with SHA256SUMS, manifest.json, an SBOM, glance.json and provenance.json."""
     stop_on_sigterm()
     try:
+        if rotate_delete and keep is None:
+            raise PublishError("--rotate-delete needs --rotate KEEP; add --rotate KEEP")
         signer = signer_from_options(sign_key, cert_uuid, hash_method, key_type)
         result = publish_image(
             Path(image), Path(dest).expanduser(), upload=upload, cloud_name=cloud_name,
+            rotate=Rotation(keep, rotate_delete) if keep is not None else None,
             name=name, tag=tag, manifests=Path(manifests).expanduser() if manifests else None,
             prefix=prefix, copy=copy, force=force, signer=signer, emit=click.echo)
     except AmpImageError as exc:

@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from amp_image.cloud.connection import check_catalog
 from amp_image.cloud.flavor_data import flavor_data
 from amp_image.cloud.options import (
     PROVIDER,
     AmphoraFlavorOptions,
+    OpenStackConfigError,
     aggregate_properties,
     flavor_properties,
 )
@@ -27,6 +29,7 @@ def apply(opts: AmphoraFlavorOptions, conn: Any,
     an existing profile or Octavia flavor, are kept as they are.
     """
     validate(opts)
+    preflight(opts, conn)
     if opts.sriov:
         _apply_aggregate(opts, conn, emit)
     _apply_compute_flavor(opts, conn, emit)
@@ -45,6 +48,33 @@ def apply(opts: AmphoraFlavorOptions, conn: Any,
         emit(f"created Octavia flavor {opts.lb_flavor_name}")
     else:
         emit(f"Octavia flavor {opts.lb_flavor_name} exists; kept as it is")
+
+
+def preflight(opts: AmphoraFlavorOptions, conn: Any) -> None:
+    """What --apply needs, checked before it changes anything: Keystone answers and takes
+    the credentials, the catalog has each service, the hosts are Nova compute hosts and
+    the project exists."""
+    check_catalog(conn, needed_services(opts))
+    if opts.sriov and opts.hosts:
+        known = {service.host for service in conn.compute.services(binary="nova-compute")}
+        unknown = [host for host in dict.fromkeys(opts.hosts) if host not in known]
+        if unknown:
+            raise OpenStackConfigError(
+                f"--host {', '.join(unknown)}: not a compute host of this cloud; use one of "
+                f"{', '.join(sorted(known)) or '(none: no nova-compute is registered)'} "
+                "(openstack compute service list --service nova-compute)"
+            )
+    if opts.project and conn.identity.find_project(opts.project) is None:
+        raise OpenStackConfigError(
+            f"--project {opts.project}: no such project in this cloud; give Octavia's "
+            "service project (openstack project list)"
+        )
+
+
+def needed_services(opts: AmphoraFlavorOptions) -> dict[str, str]:
+    """Service type -> what it is, for the services --apply talks to."""
+    return {"compute": "Nova", "load-balancer": "Octavia",
+            **({"identity": "Keystone"} if opts.project else {})}
 
 
 def _apply_compute_flavor(opts: AmphoraFlavorOptions, conn: Any,
@@ -96,5 +126,9 @@ def _apply_aggregate(opts: AmphoraFlavorOptions, conn: Any,
         if host not in present:
             aggregate = conn.compute.add_host_to_aggregate(aggregate, host)
             emit(f"added {host} to {opts.aggregate_name}")
-    conn.compute.set_aggregate_metadata(aggregate, aggregate_properties(opts))
-    emit(f"set {', '.join(aggregate_properties(opts))} on {opts.aggregate_name}")
+    current = aggregate.metadata or {}
+    wanted = {key: value for key, value in aggregate_properties(opts).items()
+              if current.get(key) != value}
+    if wanted:
+        conn.compute.set_aggregate_metadata(aggregate, wanted)
+        emit(f"set {', '.join(wanted)} on {opts.aggregate_name}")

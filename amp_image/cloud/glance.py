@@ -7,6 +7,7 @@ import math
 import shlex
 
 from amp_image.builder.compat import UEFI_ONLY_ARCHES
+from amp_image.cloud.rotation import RECORD_PROPERTY
 from amp_image.errors import PublishError
 from amp_image.image.inventory import ImageInventory
 
@@ -22,10 +23,11 @@ HW_ARCHITECTURES = {
 
 
 def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_format: str,
-                virtual_size: int, tag: str = DEFAULT_TAG,
+                virtual_size: int, sha256: str, tag: str = DEFAULT_TAG,
                 signature: dict[str, str] | None = None) -> dict:
     """The Glance image Octavia looks for (by tag, private to its project); signature:
-    the img_signature* properties of a signed image."""
+    the img_signature* properties of a signed image.  The image file's sha256 is
+    amp-image's record on it (what --rotate matches)."""
     try:
         hw_architecture = HW_ARCHITECTURES[inventory.architecture]
     except KeyError:
@@ -39,6 +41,7 @@ def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_f
         **({"hw_firmware_type": "uefi"} if inventory.architecture in UEFI_ONLY_ARCHES else {}),
         "os_distro": inventory.os_release.get("ID", ""),
         "os_version": inventory.os_release.get("VERSION_ID", ""),
+        RECORD_PROPERTY: sha256,
         **(signature or {}),
     }
     spec = {

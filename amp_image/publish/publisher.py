@@ -46,6 +46,7 @@ from amp_image import version
 from amp_image.builder.digests import sha256_file
 from amp_image.cloud import connection as cloud
 from amp_image.cloud.glance import DEFAULT_TAG, DISK_FORMATS, GLANCE_FILE, glance_spec
+from amp_image.cloud.rotation import Rotation
 from amp_image.errors import AmpImageError, PublishError
 from amp_image.image import imagefs, qemuimg
 from amp_image.image.inventory import ImageInventory, read_inventory
@@ -130,7 +131,7 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
         emit(f"signing {image.name} ({signer.key_type}, {signer.hash_method})")
         signature = signer.image_properties(signer.sign_file(published))
     glance = glance_spec(inventory, image_file=image.name, name=name, disk_format=disk_format,
-                         virtual_size=vsize, tag=tag, signature=signature)
+                         virtual_size=vsize, sha256=sha256, tag=tag, signature=signature)
     manifest["signature"] = signer.describe() if signer else None
     manifest["published"] = {
         "manifest": prefix + MANIFEST_FILE, "sbom": prefix + sbom.SBOM_FILE,
@@ -161,7 +162,8 @@ def publish_files(image: Path, folder: Path, inventory: ImageInventory, *, disk_
 
 
 def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: str | None = None,
-                  name: str = "", tag: str = DEFAULT_TAG, manifests: Path | None = None,
+                  rotate: Rotation | None = None, name: str = "", tag: str = DEFAULT_TAG,
+                  manifests: Path | None = None,
                   prefix: str = "", copy: bool = False, force: bool = False,
                   option: str = "--dest", signer: Signer | None = None,
                   emit: Callable[[str], None] = lambda _: None) -> PublishResult:
@@ -170,14 +172,18 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
     The cloud is checked (SDK installed, OS_CLOUD or --cloud resolvable) before
     anything is written.  A failed upload leaves the complete published folder.
     signer (signing.load_signer: the key is read and checked before this) signs
-    the image for Glance and the provenance.
+    the image for Glance and the provenance.  rotate: after the upload, amp-image's
+    older images of that name and tag (cloud/rotation.py).
     """
     image, dest = Path(image).absolute(), Path(dest).absolute()
     name = name or image_stem(image)
     disk_format = check_inputs(image, dest, prefix=prefix, name=name, force=force, option=option,
                                signed=bool(signer))
+    if rotate and not upload:
+        raise PublishError("--rotate needs --upload (it rotates the images in Glance after "
+                           "an upload); add --upload or drop --rotate")
     if upload:
-        cloud.check_cloud(cloud_name)
+        cloud.check_glance(cloud_name)
     manifests = manifests or default_manifests(image)
     emit(f"reading {image.name} (read-only loop mount)")
     with imagefs.mounted_image(image) as root:
@@ -219,7 +225,8 @@ def publish_image(image: Path, dest: Path, *, upload: bool = False, cloud_name: 
         return result
     emit(f"uploading {image.name} to Glance as '{name}'")
     try:
-        image_id = cloud.upload_to_glance(glance, result.image, cloud_name)
+        image_id = cloud.upload_to_glance(glance, result.image, cloud_name, rotate=rotate,
+                                          emit=emit)
     except AmpImageError:
         raise
     except Exception as exc:
