@@ -283,3 +283,110 @@ def test_a_profile_naming_a_missing_compute_flavor_is_refused_by_octavia(cloud):
                              json.dumps({"compute_flavor": "amphora-sriov"}), check=False)
     cloud.openstack("loadbalancer", "flavorprofile", "delete", "early", check=False)
     assert result.returncode != 0 and "amphora-sriov" in result.stderr, result.stderr
+
+
+CHECK_ROWS = ("aggregate amphora-sriov", "compute flavor amphora-sriov",
+              "flavor profile amphora-sriov-profile", "Octavia flavor amphora-sriov",
+              "image tagged amphora")
+
+
+def check(cloud: RealCloud, *args: str) -> tuple[int, list[list[str]]]:
+    """--check's exit code and its table's rows (status, what, finding, fix)."""
+    result = cloud.amp_image("openstack-config", *args, "--check")
+    assert result.stderr == "", result.stderr
+    rows = [[cell.strip() for cell in line.split(" | ")]
+            for line in result.stdout.splitlines()[1:]]
+    return result.returncode, rows
+
+
+def upload_sriov_ready_image(cloud: RealCloud, folder: Path) -> str:
+    """A small image whose record lists VF drivers, uploaded by amp-image."""
+    from test_publish import make_small_image
+
+    image = make_small_image(folder, "amphora-x64-haproxy.qcow2", files={
+        "etc/amp-image/vf-drivers": "iavf 6.12.0-1-amd64 kernel/drivers/net/iavf.ko\n"
+                                    "mlx5_core 6.12.0-1-amd64 kernel/mlx5_core.ko\n"})
+    result = cloud.amp_image("publish", str(image), "--dest", str(folder / "dist"),
+                             "--upload")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.rsplit(" ", 1)[1].strip()
+
+
+def test_check_audits_the_cloud_before_and_after_the_seeds_steps(cloud, tmp_path):
+    for image in list(cloud.sdk().image.images(tag="amphora")):
+        cloud.sdk().image.delete_image(image)
+    code, rows = check(cloud, *SEED)
+    assert code == 1
+    assert [(row[0], row[1]) for row in rows] == [("MISSING", what) for what in CHECK_ROWS]
+    assert all(row[3] != "-" for row in rows), rows
+    # The fix for what --apply makes is the operator's own command line, with --apply.
+    assert rows[0][3].startswith("amp-image openstack-config --sriov") and \
+        rows[0][3].endswith("--apply")
+
+    made = apply(cloud, *SEED)
+    assert made.returncode == 0, made.stderr
+    image_id = upload_sriov_ready_image(cloud, tmp_path)
+    try:
+        code, rows = check(cloud, *SEED)
+        assert code == 0, rows
+        assert {row[0] for row in rows} == {"OK"}
+        assert {row[1].split(" (")[0] for row in rows} == set(CHECK_ROWS)
+        image_row = next(row for row in rows if row[1].startswith("image tagged"))
+        assert image_id in image_row[1] and "iavf, mlx5_core" in image_row[2]
+
+        # Broken by hand, then mended with the fix the table gives, by the real client.
+        cloud.openstack("flavor", "set", "--property", "hw_rng:allowed=False",
+                        "amphora-sriov")
+        code, rows = check(cloud, *SEED)
+        wrong = [row for row in rows if row[0] != "OK"]
+        assert code == 1 and len(wrong) == 1, rows
+        assert wrong[0][:2] == ["WRONG", "compute flavor amphora-sriov"]
+        assert "hw_rng:allowed is False, not True" in wrong[0][2]
+        mended = cloud.sh(wrong[0][3])
+        assert mended.returncode == 0, mended.stderr
+        assert check(cloud, *SEED)[0] == 0
+    finally:
+        cloud.sdk().image.delete_image(image_id)
+
+
+def test_check_says_when_the_image_is_not_sriov_ready_or_not_amp_images(cloud, tmp_path):
+    made = apply(cloud, *SEED)
+    assert made.returncode == 0, made.stderr
+    conn = cloud.sdk()
+    for image in list(conn.image.images(tag="amphora")):
+        conn.image.delete_image(image)
+    by_hand = conn.image.create_image("by-hand", data=b"0" * 512, disk_format="raw",
+                                      container_format="bare", tags=["amphora"])
+    try:
+        code, rows = check(cloud, *SEED)
+        image_row = rows[-1]
+        assert code == 1 and image_row[0] == "WRONG"
+        assert "not uploaded by amp-image" in image_row[2]
+    finally:
+        conn.image.delete_image(by_hand)
+
+
+def test_check_asks_the_tagged_images_agent_about_the_controllers_certificate(cloud,
+                                                                              tmp_path):
+    from amp_image.verify.guide_pki import make_guide_pki
+
+    made = apply(cloud, *SEED)
+    assert made.returncode == 0, made.stderr
+    for image in list(cloud.sdk().image.images(tag="amphora")):
+        cloud.sdk().image.delete_image(image)
+    image_id = upload_sriov_ready_image(cloud, tmp_path)
+    pki = make_guide_pki(tmp_path / "pki", ca_bits=2048)
+    try:
+        for cert, status in ((pki.client_cert_and_key, "OK"),
+                             (pki.other_ca_client_cert_and_key, "WRONG")):
+            code, rows = check(cloud, *SEED, "--controller-cert", str(cert),
+                               "--ca", str(pki.client_ca))
+            row = rows[-1]
+            assert row[0] == status and row[1] == f"controller certificate {cert.name}", rows
+            assert code == (0 if status == "OK" else 1)
+            # The small image's dpkg database has no python3: the strictest agent.
+            assert "unknown: assumed" in row[2]
+            if status == "WRONG":
+                assert row[3] != "-"
+    finally:
+        cloud.sdk().image.delete_image(image_id)

@@ -190,7 +190,7 @@ def test_setup_host_refuses_an_unknown_argument():
                            "--arm65"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == ("setup-host: error: unknown argument --arm65; "
-                                   "use --arm64 or nothing")
+                                   "use --arm64, --cloud or nothing")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the build command checks root first")

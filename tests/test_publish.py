@@ -222,7 +222,11 @@ def test_glance_json(published, built_image):
     assert glance["disk_format"] == "qcow2" and glance["container_format"] == "bare"
     assert glance["properties"] == {
         "hw_architecture": "x86_64", "hw_rng_model": "virtio", "os_distro": "debian",
-        "os_version": manifest["os"]["version"], "amp_image_sha256": manifest["image"]["sha256"]}
+        "os_version": manifest["os"]["version"], "amp_image_sha256": manifest["image"]["sha256"],
+        "amp_image_vf_drivers": ",".join(
+            dict.fromkeys(d["module"] for d in manifest["sriov"]["vf_drivers"])),
+        "amp_image_agent_python": "3.13"}
+    assert "ixgbevf" in glance["properties"]["amp_image_vf_drivers"].split(",")
     argv = shlex.split(glance["command"])
     assert argv[:3] == ["openstack", "image", "create"]
     assert argv[-3:] == ["--file", built_image.name, built_image.name.rsplit(".", 1)[0]]

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 import click
 
 from amp_image.builder.constraints import DEFAULT_AGENT_VERSION
 from amp_image.cli.common import fail
+from amp_image.cloud import audit
 from amp_image.cloud import connection as cloud
-from amp_image.cloud.apply import apply
+from amp_image.cloud.apply import apply, needed_services
 from amp_image.cloud.commands import render_script
 from amp_image.cloud.flavor_data import parse_flavor_data
-from amp_image.cloud.options import AmphoraFlavorOptions
+from amp_image.cloud.options import AmphoraFlavorOptions, OpenStackConfigError
 from amp_image.cloud.validation import validate, warnings
 from amp_image.errors import AmpImageError
+
+
+def certificate_files(controller_cert: str | None, ca: str | None,
+                      do_check: bool) -> tuple[Path, Path] | None:
+    if not (controller_cert or ca):
+        return None
+    if not do_check:
+        raise OpenStackConfigError("--controller-cert and --ca are for --check; add --check")
+    if not (controller_cert and ca):
+        raise OpenStackConfigError("--controller-cert and --ca go together; give both")
+    files = Path(controller_cert).expanduser(), Path(ca).expanduser()
+    for option, path in zip(("--controller-cert", "--ca"), files, strict=True):
+        if not path.is_file():
+            raise OpenStackConfigError(f"{option} {path}: no such file")
+    return files
 
 
 @click.command("openstack-config")
@@ -48,8 +68,19 @@ from amp_image.errors import AmpImageError
 @click.option("--flavor-data", default="", help="More amphora flavor data, as a JSON object.")
 @click.option("--apply", "do_apply", is_flag=True, help="Create it all with openstacksdk "
                                                         "instead of printing the commands.")
-@click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --apply (default: $OS_CLOUD).")
-def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
+@click.option("--check", "do_check", is_flag=True,
+              help="Read only: audit the cloud against these options, one line per finding "
+                   "with its fix; exit 1 when something is missing or wrong.")
+@click.option("--controller-cert", metavar="CERT.pem",
+              help="With --check: the controller's client certificate and key ([haproxy_amphora] "
+                   "client_cert), checked against the tagged image's agent.")
+@click.option("--ca", metavar="CA.pem", help="With --check and --controller-cert: the CA the "
+                                             "amphorae trust for clients ([controller_worker] "
+                                             "client_ca).")
+@click.option("--cloud", "cloud_name", help="clouds.yaml cloud for --apply and --check "
+                                            "(default: $OS_CLOUD).")
+def openstack_config(flavor_data, do_apply, do_check, controller_cert, ca, cloud_name,
+                     **kw) -> None:
     """Print (or --apply) the OpenStack steps for amphora load balancers."""
     try:
         extra = parse_flavor_data(flavor_data) if flavor_data else {}
@@ -59,6 +90,19 @@ def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
         validate(opts)
         for warning in warnings(opts):
             click.echo(f"amp-image: warning: {warning}", err=True)
+        if do_apply and do_check:
+            raise OpenStackConfigError("--apply and --check exclude each other; give one")
+        certs = certificate_files(controller_cert, ca, do_check)
+        if do_check:
+            conn = cloud.connect(cloud_name)
+            cloud.check_catalog(conn, needed_services(opts) | {"image": "Glance"})
+            apply_fix = shlex.join(["amp-image", *(
+                "--apply" if arg == "--check" else arg for arg in sys.argv[1:])])
+            found = audit.findings(opts, audit.read_cloud(opts, conn), apply_fix, certs)
+            click.echo(audit.table(found), nl=False)
+            if any(finding.status != audit.OK for finding in found):
+                sys.exit(1)
+            return
         if not do_apply:
             click.echo(render_script(opts), nl=False)
             return
@@ -67,6 +111,8 @@ def openstack_config(flavor_data, do_apply, cloud_name, **kw) -> None:
     except AmpImageError as exc:
         fail(str(exc), 1)
     except Exception as exc:
+        if do_check:
+            fail(f"openstack-config --check failed: {cloud.one_line(exc)}", 1)
         if not do_apply:
             raise
         fail(f"openstack-config --apply failed: {cloud.one_line(exc)}; what is done is "

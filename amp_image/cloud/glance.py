@@ -10,9 +10,14 @@ from amp_image.builder.compat import UEFI_ONLY_ARCHES
 from amp_image.cloud.rotation import RECORD_PROPERTY
 from amp_image.errors import PublishError
 from amp_image.image.inventory import ImageInventory
+from amp_image.verify.certs.python_version import python3_version
 
 GLANCE_FILE = "glance.json"
 DEFAULT_TAG = "amphora"
+VF_DRIVERS_PROPERTY = "amp_image_vf_drivers"
+# The agent's Python ("3.13"), which decides how strictly it checks the controller's
+# certificate (openstack-config --check --controller-cert).
+AGENT_PYTHON_PROPERTY = "amp_image_agent_python"
 # qemu-img's format names -> Glance disk formats.
 DISK_FORMATS = {"qcow2": "qcow2", "raw": "raw", "vpc": "vhd", "vhdx": "vhdx", "vmdk": "vmdk"}
 # dpkg architectures -> Glance/Nova hw_architecture.
@@ -42,6 +47,9 @@ def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_f
         "os_distro": inventory.os_release.get("ID", ""),
         "os_version": inventory.os_release.get("VERSION_ID", ""),
         RECORD_PROPERTY: sha256,
+        # SR-IOV readiness, for openstack-config --check: the VF drivers the image has.
+        VF_DRIVERS_PROPERTY: ",".join(dict.fromkeys(d.module for d in inventory.vf_drivers)),
+        AGENT_PYTHON_PROPERTY: agent_python(inventory),
         **(signature or {}),
     }
     spec = {
@@ -56,6 +64,11 @@ def glance_spec(inventory: ImageInventory, *, image_file: str, name: str, disk_f
     }
     spec["command"] = shlex.join(image_create_argv(spec))
     return spec
+
+
+def agent_python(inventory: ImageInventory) -> str:
+    found = python3_version({package.name: package.version for package in inventory.packages})
+    return ".".join(map(str, found)) if found else ""
 
 
 def image_create_argv(spec: dict) -> list[str]:
