@@ -74,6 +74,13 @@ def apply(cloud: RealCloud, *args: str):
     return cloud.amp_image("openstack-config", *args, "--apply")
 
 
+def apply_seed(cloud: RealCloud) -> str:
+    """The seed's steps, applied; what --apply printed."""
+    result = apply(cloud, *SEED)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_the_cloud_listens_on_loopback_only_and_keeps_its_secrets_off_command_lines(cloud):
     pids = cloud_life.daemons.marked(cloud.where)
     assert len(pids) >= 10, pids
@@ -138,26 +145,22 @@ def test_apply_makes_what_the_printed_commands_make(cloud):
         "compute_flavor": "amphora-sriov", "sriov_vip": True, "allow_member_sriov": True}
     remove_all(cloud)
     assert snapshot(cloud) == NOTHING
-    applied = apply(cloud, *SEED)
-    assert applied.returncode == 0, applied.stderr
+    apply_seed(cloud)
     assert snapshot(cloud) == by_commands
 
 
 def test_a_rerun_changes_nothing(cloud):
-    first = apply(cloud, *SEED)
-    assert first.returncode == 0, first.stderr
+    apply_seed(cloud)
     before = snapshot(cloud)
     updated = cloud.read("aggregate", "show", "amphora-sriov")["updated_at"]
-    again = apply(cloud, *SEED)
-    assert again.returncode == 0, again.stderr
-    assert not re.search(r"^(created|added|set|gave) ", again.stdout, re.M), again.stdout
+    again = apply_seed(cloud)
+    assert not re.search(r"^(created|added|set|gave) ", again, re.M), again
     assert snapshot(cloud) == before
     assert cloud.read("aggregate", "show", "amphora-sriov")["updated_at"] == updated
 
 
 def test_a_half_made_flavor_is_repaired(cloud):
-    complete = apply(cloud, *SEED)
-    assert complete.returncode == 0, complete.stderr
+    apply_seed(cloud)
     wanted = snapshot(cloud)
     # What an interrupted run, or a hand-made start, leaves: the flavor without its
     # extra specs and its project's access, and no Octavia flavor yet.
@@ -167,20 +170,17 @@ def test_a_half_made_flavor_is_repaired(cloud):
     cloud.openstack("flavor", "unset", "--project", "service", "amphora-sriov")
     half = snapshot(cloud)
     assert half["flavor"]["access_project_ids"] == [] and half["lb_flavor"] is None
-    repaired = apply(cloud, *SEED)
-    assert repaired.returncode == 0, repaired.stderr
+    apply_seed(cloud)
     assert snapshot(cloud) == wanted
 
 
 def test_a_changed_extra_spec_is_set_back_and_other_specs_are_kept(cloud):
-    made = apply(cloud, *SEED)
-    assert made.returncode == 0, made.stderr
+    apply_seed(cloud)
     wanted = snapshot(cloud)
     cloud.openstack("flavor", "set", "--property", "hw_rng:allowed=False",
                     "--property", "hw:mem_page_size=large", "amphora-sriov")
-    fixed = apply(cloud, *SEED)
-    assert fixed.returncode == 0, fixed.stderr
-    assert "set hw_rng:allowed on compute flavor amphora-sriov" in fixed.stdout
+    fixed = apply_seed(cloud)
+    assert "set hw_rng:allowed on compute flavor amphora-sriov" in fixed
     properties = snapshot(cloud)["flavor"]["properties"]
     assert properties == {**wanted["flavor"]["properties"], "hw:mem_page_size": "large"}
 
@@ -217,8 +217,7 @@ def test_a_run_refused_halfway_is_completed_by_the_next(cloud):
     (("--project", "no-such-project"), "no-such-project"),
 ], ids=["unknown host", "missing project"])
 def test_a_wrong_name_fails_in_one_line_before_anything_changes(cloud, args, named):
-    existing = apply(cloud, *SEED)
-    assert existing.returncode == 0, existing.stderr
+    apply_seed(cloud)
     before = snapshot(cloud)
     # Other names, so that everything would be new: nothing of it may be made.
     result = apply(cloud, "--sriov", "--host", HOST, "--sriov-vip", "--aggregate", "other",
@@ -242,8 +241,7 @@ def test_the_flavor_keys_amp_image_accepts_are_the_real_providers(cloud):
     capabilities = cloud.read("loadbalancer", "provider", "capability", "list", "amphora",
                               "--flavor")
     assert {entry["name"] for entry in capabilities} == set(AMPHORA_FLAVOR_KEYS)
-    made = apply(cloud, *SEED)
-    assert made.returncode == 0, made.stderr
+    apply_seed(cloud)
     # The provider looks amp_image_tag up in Glance: an image must carry it.
     conn = cloud.sdk()
     tagged = conn.image.create_image("tagged", data=b"0" * 512, disk_format="raw",
@@ -323,8 +321,7 @@ def test_check_audits_the_cloud_before_and_after_the_seeds_steps(cloud, tmp_path
     assert rows[0][3].startswith("amp-image openstack-config --sriov") and \
         rows[0][3].endswith("--apply")
 
-    made = apply(cloud, *SEED)
-    assert made.returncode == 0, made.stderr
+    apply_seed(cloud)
     image_id = upload_sriov_ready_image(cloud, tmp_path)
     try:
         code, rows = check(cloud, *SEED)
@@ -350,8 +347,7 @@ def test_check_audits_the_cloud_before_and_after_the_seeds_steps(cloud, tmp_path
 
 
 def test_check_says_when_the_image_is_not_sriov_ready_or_not_amp_images(cloud, tmp_path):
-    made = apply(cloud, *SEED)
-    assert made.returncode == 0, made.stderr
+    apply_seed(cloud)
     conn = cloud.sdk()
     for image in list(conn.image.images(tag="amphora")):
         conn.image.delete_image(image)
@@ -370,8 +366,7 @@ def test_check_asks_the_tagged_images_agent_about_the_controllers_certificate(cl
                                                                               tmp_path):
     from amp_image.verify.guide_pki import make_guide_pki
 
-    made = apply(cloud, *SEED)
-    assert made.returncode == 0, made.stderr
+    apply_seed(cloud)
     for image in list(cloud.sdk().image.images(tag="amphora")):
         cloud.sdk().image.delete_image(image)
     image_id = upload_sriov_ready_image(cloud, tmp_path)

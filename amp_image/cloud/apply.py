@@ -14,6 +14,7 @@ from amp_image.cloud.options import (
     AmphoraFlavorOptions,
     OpenStackConfigError,
     aggregate_properties,
+    differing,
     flavor_properties,
 )
 from amp_image.cloud.validation import validate
@@ -96,8 +97,7 @@ def _apply_extra_specs(opts: AmphoraFlavorOptions, conn: Any, flavor: Any,
                        emit: Callable[[str], None]) -> None:
     """The flavor's extra specs as flavor_properties() says, whatever it has now."""
     current = conn.compute.fetch_flavor_extra_specs(flavor).extra_specs or {}
-    wanted = {key: value for key, value in flavor_properties(opts).items()
-              if current.get(key) != value}
+    wanted = differing(flavor_properties(opts), current)
     if wanted:
         conn.compute.create_flavor_extra_specs(flavor, wanted)
         emit(f"set {', '.join(wanted)} on compute flavor {opts.flavor_name}")
@@ -127,8 +127,7 @@ def _apply_aggregate(opts: AmphoraFlavorOptions, conn: Any,
             aggregate = conn.compute.add_host_to_aggregate(aggregate, host)
             emit(f"added {host} to {opts.aggregate_name}")
     current = aggregate.metadata or {}
-    wanted = {key: value for key, value in aggregate_properties(opts).items()
-              if current.get(key) != value}
+    wanted = differing(aggregate_properties(opts), current)
     if wanted:
         conn.compute.set_aggregate_metadata(aggregate, wanted)
         emit(f"set {', '.join(wanted)} on {opts.aggregate_name}")

@@ -17,7 +17,9 @@ from amp_image.cloud.options import (
     PROVIDER,
     AmphoraFlavorOptions,
     aggregate_properties,
+    differing,
     flavor_properties,
+    property_args,
 )
 from amp_image.cloud.rotation import RECORD_PROPERTY
 
@@ -111,13 +113,12 @@ def _aggregate(opts, state: CloudState, apply_fix: str) -> list[Finding]:
     else:
         out.append(Finding(OK, name, f"hosts {', '.join(sorted(hosts))}"))
     metadata = state.aggregate["metadata"]
-    wrong = {key: value for key, value in aggregate_properties(opts).items()
-             if metadata.get(key) != value}
+    wrong = differing(aggregate_properties(opts), metadata)
     if wrong:
-        sets = " ".join(f"--property {key}={value}" for key, value in wrong.items())
         lacks = ", ".join(f"{key}={value}" for key, value in wrong.items())
         out.append(Finding(WRONG, name, f"metadata lacks {lacks}",
-                           f"openstack aggregate set {sets} {opts.aggregate_name}"))
+                           f"openstack aggregate set {property_args(wrong)} "
+                           f"{opts.aggregate_name}"))
     else:
         out.append(Finding(OK, name, "metadata " + ", ".join(
             f"{key}={value}" for key, value in aggregate_properties(opts).items())))
@@ -130,13 +131,11 @@ def _flavor(opts, state: CloudState, apply_fix: str) -> list[Finding]:
         return [Finding(MISSING, name, "no such flavor", apply_fix)]
     out = []
     specs = state.flavor["extra_specs"]
-    wrong = {key: value for key, value in flavor_properties(opts).items()
-             if specs.get(key) != value}
+    wrong = differing(flavor_properties(opts), specs)
     if wrong:
-        sets = " ".join(f"--property {key}={value}" for key, value in wrong.items())
         out.append(Finding(WRONG, name, "extra specs differ: " + ", ".join(
             f"{key} is {specs.get(key, '(unset)')}, not {value}" for key, value in wrong.items()),
-            f"openstack flavor set {sets} {opts.flavor_id}"))
+            f"openstack flavor set {property_args(wrong)} {opts.flavor_id}"))
     else:
         out.append(Finding(OK, name, "extra specs " + ", ".join(sorted(flavor_properties(opts)))))
     if state.aggregate is not None:

@@ -103,6 +103,16 @@ def aggregate_properties(opts: AmphoraFlavorOptions) -> dict[str, str]:
     return {f"{net}-sriov": "true" for net in networks}
 
 
+def differing(wanted: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """What of wanted current lacks or has otherwise (metadata, extra specs)."""
+    return {key: value for key, value in wanted.items() if current.get(key) != value}
+
+
+def property_args(properties: dict[str, str]) -> str:
+    """`--property KEY=VALUE ...`, as the openstack client takes them."""
+    return " ".join(f"--property {key}={value}" for key, value in properties.items())
+
+
 def flavor_properties(opts: AmphoraFlavorOptions) -> dict[str, str]:
     """The compute flavor's extra specs, matching the aggregate's metadata."""
     specs = {"hw_rng:allowed": "True"}
