@@ -39,14 +39,16 @@ class RealCloud:
                    OS_CLOUD=cloud_life.CLOUD_NAME)
         return env
 
-    def env_with(self, folder: Path, *, region: str = "", **auth: str) -> dict[str, str]:
+    def env_with(self, folder: Path, *, settings: dict | None = None,
+                 **auth: str) -> dict[str, str]:
         """The environment of a copy of the cloud's clouds.yaml with other auth settings
-        (a wrong password, another auth_url) or another region."""
+        (a wrong password, another auth_url) or other settings (region_name, an
+        endpoint override)."""
         clouds = json.loads(self.where.clouds_yaml.read_text())
         entry = clouds["clouds"][cloud_life.CLOUD_NAME]
         entry["auth"].update(auth)
-        if region:
-            entry["region_name"] = region
+        entry.update(settings or {})
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / "clouds.yaml"
         path.write_text(json.dumps(clouds))
         path.chmod(0o600)
@@ -85,12 +87,14 @@ class RealCloud:
                 raise AssertionError(f"openstack {' '.join(args)}: {result['stderr'].strip()}")
         return read
 
-    def sdk(self):
-        """An openstacksdk connection as the cloud's admin, for the tests' own set-up
-        and clean-up (what is checked is read with the client)."""
+    def sdk(self, env: dict[str, str] | None = None):
+        """An openstacksdk connection as the cloud's admin (or by env_with's
+        clouds.yaml), for the tests' own set-up and clean-up (what is checked is read
+        with the client)."""
         from openstack import config, connection
 
-        region = config.OpenStackConfig(config_files=[str(self.where.clouds_yaml)],
+        clouds_yaml = (env or self.env)["OS_CLIENT_CONFIG_FILE"]
+        region = config.OpenStackConfig(config_files=[clouds_yaml],
                                         load_envvars=False).get_one(cloud_life.CLOUD_NAME)
         return connection.Connection(config=region)
 

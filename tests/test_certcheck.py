@@ -24,10 +24,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from amp_image.cli.certs import check_certs
 from amp_image.errors import AmpImageError
+from amp_image.image.python_version import parse_python_version
 from amp_image.verify.certs.check import check_client
 from amp_image.verify.certs.handshake import agent_context
 from amp_image.verify.certs.image_python import python_version_of_image
-from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.guide_pki import make_guide_pki, run_openssl
 from amp_image.verify.pki import ThrowawayPKI
 

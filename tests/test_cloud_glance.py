@@ -152,7 +152,7 @@ def wrong_clouds(cloud: RealCloud, folder: Path) -> dict[str, tuple[dict, str]]:
                            "refused the credentials"),
         "unreachable Keystone": (cloud.env_with(folder / "b", auth_url=(
             f"http://127.0.0.1:{free_port()}/v3")), "does not answer"),
-        "no such region": (cloud.env_with(folder / "c", region="Nowhere"),
+        "no such region": (cloud.env_with(folder / "c", settings={"region_name": "Nowhere"}),
                            "catalog has no image service"),
     }
 
@@ -160,8 +160,6 @@ def wrong_clouds(cloud: RealCloud, folder: Path) -> dict[str, tuple[dict, str]]:
 @pytest.mark.parametrize("case", ["wrong password", "unreachable Keystone", "no such region"])
 def test_a_cloud_that_cannot_serve_fails_in_one_line_before_anything_is_written(
         cloud, tmp_path, case):
-    for sub in "abc":
-        (tmp_path / sub).mkdir()
     env, says = wrong_clouds(cloud, tmp_path)[case]
     image = make_small_image(tmp_path, f"{NAME}.qcow2")
     result = publish(cloud, image, tmp_path / "dist", env=env)

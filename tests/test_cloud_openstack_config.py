@@ -263,6 +263,40 @@ def test_the_flavor_keys_amp_image_accepts_are_the_real_providers(cloud):
     conn.image.delete_image(tagged)
 
 
+def test_the_release_gates_are_what_a_real_older_octavia_does(cloud, tmp_path):
+    """amp-image's prediction for octavia 14.0.2 (2024.1): SR-IOV VIPs yes, SR-IOV
+    member ports no (from 16.x).  A real 14.0.2 API, started beside the cloud's 19.0.0
+    (same Keystone and Nova, its own database), does the same: it refuses a profile with
+    allow_member_sriov, and takes what --apply --octavia-version 14.0.2 makes."""
+    from amp_image.cloud.flavor_data import flavor_data
+    from amp_image.cloud.options import AmphoraFlavorOptions
+
+    url = cloud_life.start_older_octavia(cloud.where, cloud.state)
+    older = cloud.env_with(tmp_path, settings={"load_balancer_endpoint_override": url})
+    conn = cloud.sdk(older)
+    remove_all(cloud, "x14")
+    predicted = cloud.amp_image("openstack-config", *SEED, "--octavia-version", "14.0.2")
+    assert predicted.returncode == 1
+    assert "--allow-member-sriov needs octavia 16.x (2025.1) or newer" in predicted.stderr
+    apply_seed(cloud)  # the compute flavor the profiles name
+    from openstack import exceptions
+
+    with pytest.raises(exceptions.HttpException, match="allow_member_sriov"):
+        conn.load_balancer.create_flavor_profile(
+            name="members-on-14", provider_name="amphora", flavor_data=json.dumps(
+                {"compute_flavor": "amphora-sriov", "allow_member_sriov": True}))
+    args = ("--sriov", "--host", HOST, "--sriov-vip", "--octavia-version", "14.0.2",
+            "--aggregate", "x14", "--compute-flavor", "x14")
+    made = cloud.amp_image("openstack-config", *args, "--apply", env=older)
+    assert made.returncode == 0, made.stderr
+    profile = conn.load_balancer.find_flavor_profile("x14-profile")
+    assert json.loads(profile.flavor_data) == flavor_data(AmphoraFlavorOptions(
+        hosts=(HOST,), sriov_vip=True, octavia_version="14.0.2", aggregate="x14",
+        compute_flavor="x14"))
+    assert "allow_member_sriov" not in json.loads(profile.flavor_data)
+    remove_all(cloud, "x14")
+
+
 def test_a_profile_naming_an_image_tag_no_image_carries_is_refused_by_octavia(cloud):
     """The provider looks amp_image_tag up in Glance (why the README uploads the image
     before the flavor profile names its tag)."""

@@ -16,8 +16,8 @@ from amp_image.builder.element_defaults import default_vf_drivers
 from amp_image.image.dpkg import parse_dpkg_status
 from amp_image.image.imagefs import mounted_image
 from amp_image.image.inventory import parse_dib_environment
+from amp_image.image.python_version import python3_version
 from amp_image.image.records import key_values, read_record
-from amp_image.verify.certs.python_version import python3_version
 
 pytestmark = pytest.mark.image
 

@@ -8,11 +8,11 @@ import click
 
 from amp_image.cli.common import fail
 from amp_image.errors import AmpImageError
+from amp_image.image.python_version import parse_python_version
 from amp_image.verify.certs.check import check_client
 from amp_image.verify.certs.files import CertInputError
 from amp_image.verify.certs.handshake import STRICT_PYTHON
 from amp_image.verify.certs.image_python import python_version_of_image
-from amp_image.verify.certs.python_version import parse_python_version
 
 
 def _agent_python(agent_python: str | None, image: str | None) -> tuple[int, int]:

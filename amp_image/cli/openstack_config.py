@@ -18,6 +18,9 @@ from amp_image.cloud.flavor_data import parse_flavor_data
 from amp_image.cloud.options import AmphoraFlavorOptions, OpenStackConfigError
 from amp_image.cloud.validation import validate, warnings
 from amp_image.errors import AmpImageError
+from amp_image.image.python_version import parse_python_version
+from amp_image.verify.certs.check import check_client
+from amp_image.verify.certs.handshake import STRICT_PYTHON
 
 
 def certificate_files(controller_cert: str | None, ca: str | None,
@@ -33,6 +36,21 @@ def certificate_files(controller_cert: str | None, ca: str | None,
         if not path.is_file():
             raise OpenStackConfigError(f"{option} {path}: no such file")
     return files
+
+
+def certificate_finding(state: audit.CloudState, client_cert: Path, ca: Path
+                        ) -> audit.Finding:
+    """Does the newest tagged image's agent accept the controller's client certificate?
+    (check-certs, on that agent's Python; the strictest when the image does not say.)"""
+    text = audit.agent_python(state)
+    python = parse_python_version(text) if text else STRICT_PYTHON
+    label = ".".join(map(str, python)) + (", the image's" if text else ", unknown: assumed")
+    what = f"controller certificate {client_cert.name}"
+    result = check_client(ca, client_cert, None, agent_python=python)
+    if not result.accepted:
+        return audit.Finding(audit.WRONG, what, f"refused by the agent (Python {label})",
+                             result.fix)
+    return audit.Finding(audit.OK, what, f"accepted by the agent (Python {label})")
 
 
 @click.command("openstack-config")
@@ -98,7 +116,10 @@ def openstack_config(flavor_data, do_apply, do_check, controller_cert, ca, cloud
             cloud.check_catalog(conn, needed_services(opts) | {"image": "Glance"})
             apply_fix = shlex.join(["amp-image", *(
                 "--apply" if arg == "--check" else arg for arg in sys.argv[1:])])
-            found = audit.findings(opts, audit.read_cloud(opts, conn), apply_fix, certs)
+            state = audit.read_cloud(opts, conn)
+            found = audit.findings(opts, state, apply_fix)
+            if certs:
+                found.append(certificate_finding(state, *certs))
             click.echo(audit.table(found), nl=False)
             if any(finding.status != audit.OK for finding in found):
                 sys.exit(1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from amp_image.cloud.flavor_data import flavor_data
@@ -79,12 +78,11 @@ def image_tag(opts: AmphoraFlavorOptions) -> str:
 
 
 def findings(opts: AmphoraFlavorOptions, state: CloudState,
-             apply_fix: str = "amp-image openstack-config (these options) --apply",
-             certs: tuple[Path, Path] | None = None) -> list[Finding]:
+             apply_fix: str = "amp-image openstack-config (these options) --apply"
+             ) -> list[Finding]:
     """apply_fix: the command that makes what is missing (the CLI gives the operator's
-    own command line, with --apply for --check).  certs: the controller's client
-    certificate (with its key) and the CA the amphorae trust for clients, checked
-    against the newest tagged image's agent (check-certs)."""
+    own command line, with --apply for --check).  The controller certificate's row is
+    the CLI's (it asks check-certs, in verify/)."""
     found: list[Finding] = []
     if opts.sriov:
         found += _aggregate(opts, state, apply_fix)
@@ -92,8 +90,6 @@ def findings(opts: AmphoraFlavorOptions, state: CloudState,
     found += _profile(opts, state, apply_fix)
     found += _lb_flavor(opts, state, apply_fix)
     found += _image(opts, state)
-    if certs:
-        found += _certificates(state, *certs)
     return found
 
 
@@ -224,21 +220,10 @@ def _image(opts, state: CloudState) -> list[Finding]:
                     else "amp-image's image")]
 
 
-def _certificates(state: CloudState, client_cert: Path, ca: Path) -> list[Finding]:
-    from amp_image.verify.certs.check import check_client
-    from amp_image.verify.certs.handshake import STRICT_PYTHON
-
+def agent_python(state: CloudState) -> str:
+    """The newest tagged image's agent Python ("3.13"), "" when unknown."""
     properties = state.images[0]["properties"] if state.images else {}
-    text = str(properties.get(AGENT_PYTHON_PROPERTY, ""))
-    python = tuple(int(part) for part in text.split(".")) if text else STRICT_PYTHON
-    what = f"controller certificate {client_cert.name}"
-    result = check_client(ca, client_cert, None, agent_python=python)
-    source = "the image's" if text else "unknown: assumed"
-    if not result.accepted:
-        return [Finding(WRONG, what, f"refused by the agent (Python "
-                        f"{'.'.join(map(str, python))}, {source})", result.fix)]
-    return [Finding(OK, what, f"accepted by the agent (Python "
-                    f"{'.'.join(map(str, python))}, {source})")]
+    return str(properties.get(AGENT_PYTHON_PROPERTY, ""))
 
 
 def table(found: list[Finding]) -> str:

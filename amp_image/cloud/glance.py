@@ -10,7 +10,7 @@ from amp_image.builder.compat import UEFI_ONLY_ARCHES
 from amp_image.cloud.rotation import RECORD_PROPERTY
 from amp_image.errors import PublishError
 from amp_image.image.inventory import ImageInventory
-from amp_image.verify.certs.python_version import python3_version
+from amp_image.image.python_version import python3_version
 
 GLANCE_FILE = "glance.json"
 DEFAULT_TAG = "amphora"

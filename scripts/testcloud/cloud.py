@@ -9,11 +9,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from testcloud import configs, daemons, mariadb, rabbitmq, venvs
-from testcloud.layout import CloudDir, State, load_state, new_state, save_state, write_private
-from testcloud.releases import DEFAULT_SERIES, Release, release
+from testcloud.layout import (
+    CloudDir,
+    State,
+    free_port,
+    load_state,
+    new_state,
+    save_state,
+    write_private,
+)
+from testcloud.releases import DEFAULT_SERIES, OLDER_OCTAVIA, Release, release
 
 CLOUD_NAME = "amp-test-cloud"
-__all__ = ["CLOUD_NAME", "DEFAULT_SERIES", "CloudError", "down", "is_up", "status", "up"]
+__all__ = ["CLOUD_NAME", "DEFAULT_SERIES", "CloudError", "down", "is_up",
+           "start_older_octavia", "status", "up"]
 # WSGI services: the venv's module, and the variable naming the folder of its config.
 WSGI = {
     "keystone": ("keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR"),
@@ -205,6 +214,37 @@ def _discover_compute_host(cloud: CloudDir) -> None:
         log = (cloud.logs / "set-up.log").read_text(errors="replace")
         return configs.COMPUTE_HOST in log.rsplit("== nova-manage cell_v2 discover", 1)[-1]
     daemons.wait_for(cloud, "nova-compute", mapped, timeout=120)
+
+
+def start_older_octavia(cloud: CloudDir, state: State, older: Release = OLDER_OCTAVIA,
+                        say: Callable[[str], None] = print) -> str:
+    """An older Octavia API beside the cloud's (its own venv, database and port; the
+    same Keystone, Nova and RabbitMQ), not in the catalog; return its URL.  Started once:
+    a second call returns the running one's URL."""
+    (venv_name,) = older.venvs
+    home = cloud.service(venv_name)
+    url_file = home / "url"
+    if url_file.is_file():
+        return url_file.read_text()
+    started = time.monotonic()
+    venvs.ensure(cloud, older, venv_name, "python3")
+    database = venv_name.replace("-", "_").replace(".", "_")
+    mariadb.create_databases(cloud, (database,))
+    port = free_port()
+    conf = home / "octavia.conf"
+    write_private(conf, configs.render(configs.octavia(cloud, state, venv_name, port,
+                                                       database)))
+    daemons.run(cloud, f"{venv_name} octavia-db-manage upgrade head", [
+        str(cloud.venv_bin(venv_name, "octavia-db-manage")), "--config-file", str(conf),
+        "upgrade", "head"])
+    daemons.start(cloud, venv_name, [str(cloud.venv_bin(venv_name, "octavia-api")),
+                                     "--config-file", str(conf)])
+    url = f"http://127.0.0.1:{port}"
+    daemons.wait_for(cloud, venv_name, lambda: daemons.http_answers(url))
+    url_file.write_text(url)
+    say(f"test-cloud: {venv_name} ({older.venvs[venv_name][0]}) up at {url} in "
+        f"{time.monotonic() - started:.1f} s")
+    return url
 
 
 def status(cloud: CloudDir) -> str:

@@ -117,17 +117,19 @@ def nova(cloud: CloudDir, state: State) -> Sections:
     }
 
 
-def octavia(cloud: CloudDir, state: State) -> Sections:
+def octavia(cloud: CloudDir, state: State, name: str = "octavia", port: int = 0,
+            database: str = "octavia") -> Sections:
+    """The Octavia API's; name, port and database differ for an older one beside it."""
     return {
-        "DEFAULT": {**logging_to(cloud, "octavia"), "transport_url": state.transport_url},
+        "DEFAULT": {**logging_to(cloud, name), "transport_url": state.transport_url},
         "api_settings": {
             "bind_host": "127.0.0.1",
-            "bind_port": str(state.ports["octavia"]),
+            "bind_port": str(port or state.ports["octavia"]),
             "auth_strategy": "keystone",
             "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
             "default_provider_driver": "amphora",
         },
-        "database": {"connection": f"{state.database}/octavia"},
+        "database": {"connection": f"{state.database}/{database}"},
         "keystone_authtoken": authtoken(state, "octavia"),
         # What the amphora provider checks a flavor profile's compute_flavor with.
         "service_auth": service_auth(state, "octavia"),

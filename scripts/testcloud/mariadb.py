@@ -42,13 +42,18 @@ def start(cloud: CloudDir, state: State) -> None:
         # A test cloud: losing the last second of commits on a host crash is fine.
         "--innodb-flush-log-at-trx-commit=0", "--max-connections=500"])
     daemons.wait_for(cloud, "mariadb", lambda: _pings(cloud), timeout=60)
-    grants = [f"CREATE USER 'openstack'@'127.0.0.1' IDENTIFIED BY "
-              f"'{state.passwords['database']}';"]
-    for database in DATABASES:
-        grants.append(f"CREATE DATABASE {database}; GRANT ALL ON {database}.* TO "
-                      f"'openstack'@'127.0.0.1';")
+    create_databases(cloud, DATABASES, f"CREATE USER 'openstack'@'127.0.0.1' IDENTIFIED BY "
+                                       f"'{state.passwords['database']}';")
+
+
+def create_databases(cloud: CloudDir, databases: tuple[str, ...], first: str = "") -> None:
+    """Databases the services' user may use; first: a statement before them."""
+    statements = [first] if first else []
+    for database in databases:
+        statements.append(f"CREATE DATABASE {database}; GRANT ALL ON {database}.* TO "
+                          f"'openstack'@'127.0.0.1';")
     # The statements (with the password) go on stdin, never on a command line.
-    result = subprocess.run(client(cloud, "mariadb"), input="\n".join(grants), text=True,
+    result = subprocess.run(client(cloud, "mariadb"), input="\n".join(statements), text=True,
                             capture_output=True)
     if result.returncode != 0:
         raise daemons.DaemonError(f"could not create the databases: {result.stderr.strip()}")

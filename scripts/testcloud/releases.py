@@ -47,6 +47,9 @@ RELEASES = {
     ),
 }
 DEFAULT_SERIES = constraints.SERIES[-1].name
+# An older Octavia API beside the cloud's, on demand (cloud.start_older_octavia): the
+# release gates amp-image predicts (allow_member_sriov from 16.x) against a real one.
+OLDER_OCTAVIA = Release("2024.1", {"octavia-2024.1": ("octavia==14.0.2", "PyMySQL")})
 
 
 class ReleaseError(Exception):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from amp_image.image import imagefs
 from amp_image.image.dpkg import parse_dpkg_status
+from amp_image.image.python_version import python3_version
 from amp_image.image.records import default_manifests, read_record
 from amp_image.verify.certs.files import CertInputError
-from amp_image.verify.certs.python_version import python3_version
 
 
 def python_version_of_image(image: Path) -> tuple[int, int]:

@@ -15,8 +15,8 @@ import ssl
 
 import pytest
 
+from amp_image.image.python_version import parse_python_version
 from amp_image.verify.certs.check import check_client
-from amp_image.verify.certs.python_version import parse_python_version
 from amp_image.verify.guide_pki import make_guide_pki
 
 

@@ -1,5 +1,6 @@
 """A Python version as the agent's Python is named: given, or a Debian package's
-version (pure; the conformance harness's venv imports it, so no image/ import)."""
+version (pure, importing nothing of amp-image: the conformance harness's venv imports
+it; check-certs and glance.json's amp_image_agent_python read it)."""
 
 from __future__ import annotations
 
