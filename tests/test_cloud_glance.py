@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,8 @@ def test_glance_verifies_a_signed_upload_and_refuses_it_without_its_certificate(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "the Glance upload failed" in lines[0], result.stderr
+    assert subprocess.run(["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=dest,
+                          capture_output=True).returncode == 0
     spec = json.loads((dest / "glance.json").read_text())
     assert spec["properties"]["img_signature_certificate_uuid"] == cert_uuid
     assert {"img_signature", "img_signature_hash_method",

@@ -289,7 +289,8 @@ def test_the_release_gates_are_what_a_real_older_octavia_does(cloud, tmp_path):
             "--aggregate", "x14", "--compute-flavor", "x14")
     made = cloud.amp_image("openstack-config", *args, "--apply", env=older)
     assert made.returncode == 0, made.stderr
-    profile = conn.load_balancer.find_flavor_profile("x14-profile")
+    # The profile and flavor keep their default names: they live in 14.0.2's database.
+    profile = conn.load_balancer.find_flavor_profile("amphora-sriov-profile")
     assert json.loads(profile.flavor_data) == flavor_data(AmphoraFlavorOptions(
         hosts=(HOST,), sriov_vip=True, octavia_version="14.0.2", aggregate="x14",
         compute_flavor="x14"))

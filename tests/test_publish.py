@@ -279,8 +279,10 @@ def test_upload_with_an_unknown_cloud(built_image, scratch):
 
 
 @pytest.mark.image
-def test_failed_upload_keeps_the_complete_publication(built_image, scratch):
-    """A cloud whose Keystone is a closed port on this machine: the upload fails."""
+def test_an_unreachable_cloud_is_found_before_anything_is_published(built_image, scratch):
+    """A cloud whose Keystone is a closed port on this machine: publish asks it before
+    writing (an upload that fails later, in Glance, keeps the complete publication:
+    tests/test_cloud_glance.py's signed upload)."""
     clouds = scratch / "clouds.yaml"
     clouds.write_text(
         "clouds:\n  closed:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n"
@@ -291,9 +293,8 @@ def test_failed_upload_keeps_the_complete_publication(built_image, scratch):
     dest = scratch / "out"
     result = run_publish(str(built_image), "--dest", str(dest), "--upload", "--cloud", "closed",
                          env=env)
-    assert_one_line_error(result, f"published {dest}, but the Glance upload failed:")
-    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest,
-                          capture_output=True).returncode == 0
+    assert_one_line_error(result, "Keystone at http://127.0.0.1:9/v3 does not answer")
+    assert not dest.exists()
 
 
 @pytest.mark.parametrize("setup,args,message", [

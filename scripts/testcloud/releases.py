@@ -49,7 +49,10 @@ RELEASES = {
 DEFAULT_SERIES = constraints.SERIES[-1].name
 # An older Octavia API beside the cloud's, on demand (cloud.start_older_octavia): the
 # release gates amp-image predicts (allow_member_sriov from 16.x) against a real one.
-OLDER_OCTAVIA = Release("2024.1", {"octavia-2024.1": ("octavia==14.0.2", "PyMySQL")})
+# Its keystonemiddleware imports pkg_resources, which setuptools 81 dropped (the
+# 2024.1 constraints do not pin setuptools; a venv made by uv has none).
+OLDER_OCTAVIA = Release("2024.1", {"octavia-2024.1": ("octavia==14.0.2", "PyMySQL",
+                                                      "setuptools<81")})
 
 
 class ReleaseError(Exception):
