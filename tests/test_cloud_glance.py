@@ -146,8 +146,10 @@ def test_rotate_without_upload_is_refused_before_anything_is_written(cloud, tmp_
     assert not (tmp_path / "dist").exists()
 
 
-def wrong_clouds(cloud: RealCloud, folder: Path) -> dict[str, tuple[dict, str]]:
-    """Environments of a cloud that cannot serve, and what the one line must say."""
+def wrong_clouds(cloud: RealCloud, folder: Path, service: str = "image"
+                 ) -> dict[str, tuple[dict, str]]:
+    """Environments of a cloud that cannot serve, and what the one line must say (for
+    a command whose first service in the catalog is service)."""
     from testcloud.layout import free_port
 
     return {
@@ -156,7 +158,7 @@ def wrong_clouds(cloud: RealCloud, folder: Path) -> dict[str, tuple[dict, str]]:
         "unreachable Keystone": (cloud.env_with(folder / "b", auth_url=(
             f"http://127.0.0.1:{free_port()}/v3")), "does not answer"),
         "no such region": (cloud.env_with(folder / "c", settings={"region_name": "Nowhere"}),
-                           "catalog has no image service"),
+                           f"catalog has no {service} service"),
     }
 
 

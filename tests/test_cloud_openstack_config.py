@@ -134,19 +134,49 @@ def decode_address(text: str, family: int) -> tuple[str, int]:
     return str(ipaddress.ip_address(raw)), int(port, 16)
 
 
-def test_apply_makes_what_the_printed_commands_make(cloud):
-    printed = cloud.amp_image("openstack-config", *SEED)
+PER_NETWORK = ("--sriov", "--host", HOST, "--vip-network", "public", "--member-network",
+               "members", "--sriov-vip", "--allow-member-sriov", "--project", "service",
+               "--aggregate", "per-net", "--compute-flavor", "per-net",
+               "--flavor-profile", "per-net-profile", "--lb-flavor", "per-net")
+
+
+@pytest.mark.parametrize("name, args, properties", [
+    ("amphora-sriov", SEED, {"sriov-nic": "true"}),
+    ("per-net", PER_NETWORK, {"public-sriov": "true", "members-sriov": "true"}),
+], ids=["simple", "per network"])
+def test_apply_makes_what_the_printed_commands_make(cloud, name, args, properties):
+    remove_all(cloud, name)
+    printed = cloud.amp_image("openstack-config", *args)
     assert printed.returncode == 0, printed.stderr
     ran = cloud.sh(printed.stdout)
     assert ran.returncode == 0, ran.stderr
-    by_commands = snapshot(cloud)
-    assert by_commands["aggregate"] == {"hosts": [HOST], "properties": {"sriov-nic": "true"}}
+    by_commands = snapshot(cloud, name)
+    assert by_commands["aggregate"] == {"hosts": [HOST], "properties": properties}
+    assert by_commands["flavor"]["properties"] == {
+        "hw_rng:allowed": "True",
+        **{f"aggregate_instance_extra_specs:{key}": value for key, value in properties.items()}}
     assert by_commands["profile"]["flavor_data"] == {
-        "compute_flavor": "amphora-sriov", "sriov_vip": True, "allow_member_sriov": True}
-    remove_all(cloud)
+        "compute_flavor": name, "sriov_vip": True, "allow_member_sriov": True}
+    remove_all(cloud, name)
+    assert snapshot(cloud, name) == NOTHING
+    applied = apply(cloud, *args)
+    assert applied.returncode == 0, applied.stderr
+    assert snapshot(cloud, name) == by_commands
+    remove_all(cloud, name)
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unreachable Keystone", "no such region"])
+def test_apply_on_a_cloud_that_cannot_serve_fails_in_one_line_and_makes_nothing(
+        cloud, tmp_path, case):
+    from test_cloud_glance import wrong_clouds
+
+    env, says = wrong_clouds(cloud, tmp_path, "compute")[case]
+    result = cloud.amp_image("openstack-config", *SEED, "--apply", env=env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert result.stdout == ""
     assert snapshot(cloud) == NOTHING
-    apply_seed(cloud)
-    assert snapshot(cloud) == by_commands
 
 
 def test_a_rerun_changes_nothing(cloud):

@@ -7,6 +7,7 @@ anything is written or created, so a missing SDK or cloud fails first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -129,7 +130,10 @@ def upload_to_glance(spec: dict, image_path: Path, cloud_name: str | None, *,
             **spec["properties"],
         )
     except BaseException:
-        remove_failed_upload(conn, spec)
+        # The upload's own error is the one to tell; a cleanup that fails too (Glance
+        # gone meanwhile) must not hide it.
+        with contextlib.suppress(Exception):
+            remove_failed_upload(conn, spec)
         raise
     if rotate:
         for tag in spec["tags"]:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -127,9 +126,8 @@ def stop_all(cloud: CloudDir, grace: float = 15) -> list[int]:
     pids = [pid for pid in marked(cloud) if alive(pid)]
     for pid in pids:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
-        time.sleep(0.2)
+    with contextlib.suppress(PollTimeout):
+        poll_until(lambda: not any(alive(pid) for pid in pids), timeout=grace, interval=0.2)
     for pid in marked(cloud):
         _signal(pid, signal.SIGKILL)
     try:
