@@ -369,10 +369,10 @@ def upload_sriov_ready_image(cloud: RealCloud, folder: Path) -> str:
     image = make_small_image(folder, "amphora-x64-haproxy.qcow2", files={
         "etc/amp-image/vf-drivers": "iavf 6.12.0-1-amd64 kernel/drivers/net/iavf.ko\n"
                                     "mlx5_core 6.12.0-1-amd64 kernel/mlx5_core.ko\n"})
-    result = cloud.amp_image("publish", str(image), "--dest", str(folder / "dist"),
-                             "--upload")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.rsplit(" ", 1)[1].strip()
+    from test_cloud_glance import uploaded_id
+
+    return uploaded_id(cloud.amp_image("publish", str(image), "--dest",
+                                       str(folder / "dist"), "--upload"))
 
 
 def test_check_audits_the_cloud_before_and_after_the_seeds_steps(cloud, tmp_path):
